@@ -1,0 +1,37 @@
+# The two commands a fresh machine needs (README.md):
+#   make repro   install into .venv, make sure the datasets in params.yaml are present, run `dvc repro`
+#   make test    install into .venv, run the test suite
+# Both are idempotent: the install runs again only when pyproject.toml changes.
+
+VENV   ?= .venv
+PYTHON ?= python3
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.kc-installed
+
+.PHONY: install data repro test bench clean-venv
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch and torchvision come together from the package index (the CUDA build, which runs on CPU);
+	# a machine-local CPU-only torch wheel listed in PIP_FIND_LINKS cannot load torchvision's ops.
+	PIP_FIND_LINKS= $(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+data: install
+	scripts/ensure_data.sh $(BIN)/python
+
+repro: data
+	$(BIN)/python -m kc check params.yaml
+	$(BIN)/dvc repro
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python bench/run_all.py
+
+clean-venv:
+	rm -rf $(VENV)
