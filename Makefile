@@ -21,11 +21,12 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 data: install
-	scripts/ensure_data.sh $(BIN)/python
+	scripts/ensure_data.sh
 
+# Stage commands run `python`: the venv's, first on PATH.
 repro: data
 	$(BIN)/python -m kc check params.yaml
-	$(BIN)/dvc repro
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -1,1 +1,26 @@
+"""kc: knowledge consistency between neural networks (Liang et al., ICLR 2020).
 
+    from kc import ConsistencyNet, fit, decompose
+    import kc.models, kc.similarity          # submodules also load on first attribute access: kc.models
+
+Submodules are imported lazily, so stages that need only part of the library start fast.
+"""
+import importlib
+
+__version__ = "0.1.0"
+
+_SUBMODULES = {"consistency", "similarity", "data", "models", "train", "features", "studies", "report",
+               "config", "pipeline", "paper", "io", "cli"}
+_EXPORTS = {"ConsistencyNet": "consistency", "fit": "consistency", "decompose": "consistency",
+            "variances": "consistency", "Decomposition": "consistency", "linear_cka": "similarity",
+            "linear_predictivity": "similarity"}
+
+__all__ = sorted(_SUBMODULES | set(_EXPORTS))
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"kc.{name}")
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"kc.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'kc' has no attribute {name!r}")

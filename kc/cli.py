@@ -13,10 +13,27 @@ def params_path() -> str:
     return os.environ.get("KC_PARAMS", "params.yaml")
 
 
-def stage(func: Callable, names: Callable[[Config], dict] | None = None, argv: list[str] | None = None) -> None:
-    """Run ``func(cfg, name)`` (or ``func(cfg)``) for a DVC stage; known errors print one clear line."""
+def _relaunch_distributed(args: list[str]) -> None:
+    """With KC_NPROC=N > 1, re-run this stage under torchrun on N processes (DistributedDataParallel)."""
+    nproc = os.environ.get("KC_NPROC", "1")
+    if not nproc.isdigit() or int(nproc) < 1:
+        raise ConfigError(f"KC_NPROC must be a positive integer, got {nproc!r}")
+    if int(nproc) > 1 and "LOCAL_RANK" not in os.environ:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               sys.argv[0], *args]
+        os.execv(sys.executable, cmd)
+
+
+def stage(func: Callable, names: Callable[[Config], dict] | None = None, argv: list[str] | None = None,
+          distributed: bool = False) -> None:
+    """Run ``func(cfg, name)`` (or ``func(cfg)``) for a DVC stage; known errors print one clear line.
+
+    ``distributed``: the stage trains a net and may run on several GPUs (``KC_NPROC=4 dvc repro``).
+    """
     args = sys.argv[1:] if argv is None else argv
     try:
+        if distributed:
+            _relaunch_distributed(args)
         cfg = load(params_path())
         if names is not None:
             if len(args) != 1:

@@ -45,7 +45,8 @@ def _resolved_device() -> str:
 
 
 def log(message: str) -> None:
-    print(f"[kc] {message}", flush=True)
+    if is_main_process():
+        print(f"[kc] {message}", flush=True)
 
 
 class Paths:

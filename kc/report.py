@@ -518,7 +518,7 @@ def write_report(cfg: Config, root: str | Path = ".") -> dict:
     write_text(out_dir / "README.md", body)
 
     summary = {"claims_holding": len(holding), "claims_tested": len(tested),
-               **{f"claim{k}": (None if v["holds"] is None else int(v["holds"])) for k, v in claims.items()}}
+               **{f"claim{k}": int(v["holds"]) for k, v in claims.items() if v["holds"] is not None}}
     for name, d in stab.items():
         summary[f"instability_case1_{name}"] = d["case1"]
         summary[f"instability_case2_{name}"] = d["case2"]

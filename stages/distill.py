@@ -9,4 +9,4 @@ Default: about 15 s per generation.
 from kc.cli import stage
 from kc.pipeline import distill_net
 
-stage(distill_net, lambda cfg: {k: v for k, v in cfg.nets.items() if v.kind == "distilled"})
+stage(distill_net, lambda cfg: {k: v for k, v in cfg.nets.items() if v.kind == "distilled"}, distributed=True)

@@ -8,4 +8,4 @@ Default: about 5 s per net (1 retraining epoch).
 from kc.cli import stage
 from kc.pipeline import prune_net
 
-stage(prune_net, lambda cfg: {k: v for k, v in cfg.nets.items() if v.kind == "pruned"})
+stage(prune_net, lambda cfg: {k: v for k, v in cfg.nets.items() if v.kind == "pruned"}, distributed=True)
