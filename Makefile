@@ -1,6 +1,6 @@
 # The two commands a fresh machine needs (README.md):
 #   make repro   install into .venv, make sure the datasets in params.yaml are present, run `dvc repro`
-#   make test    install into .venv, run the test suite
+#   make test    install into .venv, make sure Fashion-MNIST is present, run the test suite
 # Both are idempotent: the install runs again only when pyproject.toml changes.
 
 VENV   ?= .venv
@@ -28,7 +28,8 @@ repro: data
 	$(BIN)/python -m kc check params.yaml
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
-test: install
+# The end-to-end test runs the real pipeline on Fashion-MNIST, so the data check runs here too.
+test: data
 	$(BIN)/python -m pytest -q
 
 bench: install

@@ -273,6 +273,9 @@ def _datasets(root: _Section) -> dict[str, DatasetSpec]:
         s.done(("source", "root", "image_size", "max_train", "max_test", "download", "skip_difficult", "num_workers"))
         source = s.str("source", choices=tuple(SOURCES))
         default_root = "/usr/share/datasets/fashion-mnist" if source == "fashion_mnist" else _MISSING
+        if s.get("download", False) is True and source != "fashion_mnist":
+            raise ConfigError(f"{s.key('download')}: only fashion_mnist can be downloaded; {source} must be "
+                              "extracted by hand into root (the error of its prepare stage says how)")
         out[name] = DatasetSpec(name=name, source=source, root=s.str("root", default_root),
                                 image_size=s.int("image_size", None, minimum=8, allow_none=True),
                                 max_train=s.int("max_train", None, minimum=2, allow_none=True),

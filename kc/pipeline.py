@@ -31,8 +31,8 @@ from kc import consistency, data, features, studies
 from kc.config import Config, PairSpec
 from kc.io import atomic_path, write_json, write_text
 from kc.models import build, split
-from kc.train import (evaluate, is_main_process, load_checkpoint, prune_masks, pruned_fraction, save_checkpoint,
-                      train)
+from kc.train import (apply_masks, evaluate, is_main_process, load_checkpoint, prune_masks, pruned_fraction,
+                      save_checkpoint, train)
 
 
 def device() -> str:
@@ -123,6 +123,14 @@ def _subset_classes(store: features.FeatureStore, classes: list, root) -> list[i
     return base.class_indices(data.expand_classes(classes, store.meta["datasets"], counts))
 
 
+def _task_data(cfg: Config, spec: dict | str, split_name: str, root) -> tuple[data.Task, data.ImageSet, data.ImageSet]:
+    """(task, training images of the net's data split, test images)."""
+    t = task(cfg, spec, root)
+    train_set = t.load("train")
+    train_set = train_set.subset(data.half_split(train_set.labels, split_name, seed=cfg.seed))
+    return t, train_set, t.load("test")
+
+
 def _net_record(cfg: Config, name: str, tcfg, task_spec: dict, **extra) -> dict:
     net = cfg.nets[name]
     return {"net": name, "kind": net.kind, "task": task_spec, "split": net.split, "seed": net.seed,
@@ -149,10 +157,7 @@ def train_net(cfg: Config, name: str, root=".") -> dict:
     if net.kind != "scratch":
         stage = {"pruned": "prune", "distilled": "distill"}[net.kind]
         raise ValueError(f"{name} is a {net.kind} net; the {stage} stage makes it")
-    t = task(cfg, net.task, root)
-    train_set = t.load("train")
-    train_set = train_set.subset(data.half_split(train_set.labels, net.split, seed=cfg.seed))
-    test_set = t.load("test")
+    t, train_set, test_set = _task_data(cfg, net.task, net.split, root)
     torch.manual_seed(net.seed)
     model = build(net.arch, t.num_classes, t.channels)
     tcfg = replace(net.train, seed=net.seed, device=device())
@@ -173,14 +178,10 @@ def prune_net(cfg: Config, name: str, root=".") -> dict:
     net = cfg.nets[name]
     model, meta = load_checkpoint(Paths(root).net(net.parent))
     spec = meta["config"]["task"]
-    t = task(cfg, spec, root)
-    train_set = t.load("train")
-    train_set = train_set.subset(data.half_split(train_set.labels, meta["config"]["split"], seed=cfg.seed))
-    test_set = t.load("test")
+    t, train_set, test_set = _task_data(cfg, spec, meta["config"]["split"], root)
     dev = _resolved_device()
     parent_acc = evaluate(model, test_set, device=dev)["accuracy"]
     masks = prune_masks(model, net.threshold)
-    from kc.train import apply_masks
     apply_masks(model, masks)
     fraction = pruned_fraction(model)
     pruned_acc = evaluate(model, test_set, device=dev)["accuracy"]
@@ -203,14 +204,11 @@ def distill_net(cfg: Config, name: str, root=".") -> dict:
     net = cfg.nets[name]
     teacher, meta = load_checkpoint(Paths(root).net(net.parent))
     spec = meta["config"]["task"]
-    t = task(cfg, spec, root)
-    train_set = t.load("train")
-    train_set = train_set.subset(data.half_split(train_set.labels, meta["config"]["split"], seed=cfg.seed))
-    test_set = t.load("test")
+    t, train_set, test_set = _task_data(cfg, spec, meta["config"]["split"], root)
     torch.manual_seed(net.seed)
     model = build(net.arch, t.num_classes, t.channels)
     tcfg = replace(net.train, seed=net.seed, device=device())
-    alpha, tau = cfg.distill.get("alpha", 0.5), cfg.distill.get("tau", 1.0)
+    alpha, tau = cfg.distill["alpha"], cfg.distill["tau"]
     result = train(model, train_set, test_set, tcfg, teacher=teacher, kd_alpha=alpha, kd_tau=tau)
     generation = _generation(cfg, name)
     config = _net_record(cfg, name, tcfg, spec, generation=generation, kd_alpha=alpha, kd_tau=tau)
