@@ -33,7 +33,8 @@ test: data
 	$(BIN)/python -m pytest -q
 
 bench: install
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/consistency_speed.py
+	$(BIN)/python bench/memory.py
 
 clean-venv:
 	rm -rf $(VENV)
