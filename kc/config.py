@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -207,13 +207,6 @@ class Config:
     def arch_of(self, net: str) -> str:
         return self.nets[net].arch
 
-    def task_of(self, net: str) -> TaskSpec:
-        return self.tasks[self.nets[net].task]
-
-    def pair_lam_K(self, pair: str) -> tuple[float, int]:
-        p = self.pairs[pair]
-        return p.lam, p.K
-
 
 # ------------------------------------------------------------------------------------------------
 def load(path: str | Path = "params.yaml") -> Config:
@@ -394,7 +387,7 @@ def _nets(root: _Section, tasks: dict[str, TaskSpec], base_train: dict) -> dict[
         p = nets[parent]
         nets[name] = NetSpec(name=name, kind="pruned", arch=p.arch, task=p.task, seed=s.int("seed", p.seed, minimum=0),
                              split=p.split, parent=parent, threshold=s.number("threshold", minimum=0),
-                             train=_train_config({**base_train, **p_train_override(p)}, retrain, prune.key("retrain")))
+                             train=_train_config(_recipe_of(p), retrain, prune.key("retrain")))
     distill = root.sub("distill")
     distill.done(("alpha", "tau", "nets"))
     for name in distill.mapping("nets"):
@@ -412,9 +405,9 @@ def _nets(root: _Section, tasks: dict[str, TaskSpec], base_train: dict) -> dict[
     return nets
 
 
-def p_train_override(net: NetSpec) -> dict:
+def _recipe_of(net: NetSpec) -> dict:
     """A pruned net retrains from its parent's own recipe (then `prune.retrain` overrides)."""
-    return {k: getattr(net.train, k) for k in TrainConfig.__dataclass_fields__}
+    return asdict(net.train)
 
 
 def _features(root: _Section, nets: dict[str, NetSpec]) -> tuple[dict, dict[str, list[str]]]:

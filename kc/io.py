@@ -50,6 +50,18 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def write_csv(path: str | os.PathLike, rows: list[dict]) -> None:
+    """Rows of one dict each (the first row's keys are the header), e.g. a curve for `dvc plots`."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buf.getvalue())
+
+
 def write_json(path: str | os.PathLike, data: Any) -> None:
     write_text(path, json.dumps(_clean(data), indent=2, sort_keys=False) + "\n")
 

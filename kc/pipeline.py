@@ -17,8 +17,6 @@ params, so moving a run between machines does not invalidate its results.
 """
 from __future__ import annotations
 
-import csv
-import io
 import os
 import time
 from dataclasses import asdict, replace
@@ -29,7 +27,7 @@ import torch
 
 from kc import consistency, data, features, studies
 from kc.config import Config, PairSpec
-from kc.io import atomic_path, write_json, write_text
+from kc.io import atomic_path, write_csv, write_json
 from kc.models import build, split
 from kc.train import (apply_masks, evaluate, is_main_process, load_checkpoint, prune_masks, pruned_fraction,
                       save_checkpoint, train)
@@ -73,14 +71,6 @@ class Paths:
 
     def plots(self, *parts: str) -> Path:
         return self.root.joinpath("plots", *parts)
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(path, buf.getvalue())
 
 
 # ------------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import pandas as pd
 
 from kc import paper
 from kc.config import Config
-from kc.io import atomic_path, read_json, write_json, write_text
+from kc.io import atomic_path, read_json, write_csv, write_json, write_text
 
 
 TREND = 0.8  # |Spearman| needed to call a trend monotone (claims 6 and 7)
@@ -486,7 +486,6 @@ def write_report(cfg: Config, root: str | Path = ".") -> dict:
     claims.update(c)
     sw, sw_text = sweep(run)
 
-    from kc.pipeline import write_csv
     write_csv(root / "plots" / "compression.csv",
               comp_curve or [{"net": "", "pruned_fraction": "", "delta_ratio": "", "var_delta": "", "accuracy_drop": ""}])
     write_csv(root / "plots" / "born_again.csv", born_curve or [{"generation": "", "var_delta": ""}])
@@ -544,8 +543,12 @@ def write_report(cfg: Config, root: str | Path = ".") -> dict:
         summary["cross_task_fine_to_binary"] = xt["fine_to_binary"]
         summary["cross_task_binary_to_fine"] = xt["binary_to_fine"]
     write_json(root / "metrics" / "summary.json", summary)
-    write_json(root / "metrics" / "studies.json",
-               {"stability": stab, "refinement": ref, "diagnosis": diag, "compression": comp,
-                "born_again": born, "cross_task": xt, "sweep": sw, "claims": claims})
+    numeric = lambda d: {k: v for k, v in d.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    write_json(root / "metrics" / "studies.json",  # per-study numbers (Table 1-2 layout), for dvc metrics diff
+               {"stability": {name: numeric(d) for name, d in stab.items()},
+                "compression": {c["net"]: numeric(c) for c in comp},
+                "born_again": {f"gen{c['generation']}": numeric(c) for c in born},
+                "cross_task": xt, "sweep": {p["pair"]: numeric(p) for p in sw}})
+    write_json(out_dir / "claims.json", claims)
     print(f"[kc] report: {len(holding)} of {len(tested)} claims hold; report/README.md", flush=True)
     return summary

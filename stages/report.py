@@ -2,7 +2,7 @@
 
 Command: python stages/report.py
 Reads:   params.yaml (studies, refine, pairs, nets, prune, distill, report); metrics/, data/decomp/
-Writes:  report/README.md + report/*.png, metrics/summary.json, metrics/studies.json,
+Writes:  report/README.md + report/*.png + report/claims.json, metrics/summary.json, metrics/studies.json,
          plots/compression.csv, plots/born_again.csv, plots/sweep.csv
 Default: about 5 s.
 """
