@@ -44,7 +44,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "cosine"          # cosine | step (x0.1 at 50 % and 75 %) | constant
-    seed: int = 0                     # order of the training batches
+    seed: int = 0                     # order of the training batches and dropout masks
     eval_batch_size: int = 512
     device: str = "auto"              # auto | cpu | cuda | cuda:N
     amp: bool = True                  # mixed precision on CUDA
@@ -200,6 +200,9 @@ def train(model: nn.Module, train_set, test_set=None, cfg: TrainConfig | None = 
     """
     cfg = cfg or TrainConfig()
     rank, world = init_distributed()
+    # Dropout draws from torch's global generator, whose start seed differs per process: seed it so
+    # that a run is reproducible (a different stream per rank under DDP).
+    torch.manual_seed(cfg.seed + 1_000_003 * rank)
     device = _device(cfg)
     use_amp = cfg.amp and device.type == "cuda"
     memory_format = torch.channels_last if device.type == "cuda" and cfg.channels_last else torch.contiguous_format
