@@ -2,7 +2,7 @@
 
     cfg = load("params.yaml")           # ConfigError("pairs.x.lam: must be a number >= 0, got -1")
     cfg.pairs["prune_050"].source       # 'vgg_s_prune050'
-    cfg.arch_of("vgg_s_gen3")           # 'vgg_s' (followed through the born-again chain)
+    cfg.nets["vgg_s_gen3"].arch         # 'vgg_s' (followed through the born-again chain)
 
 Command line: ``python -m kc check params.yaml`` validates and summarises the file.
 """
@@ -204,8 +204,6 @@ class Config:
     report: dict = field(default_factory=dict)
     raw: dict = field(default_factory=dict, repr=False)
 
-    def arch_of(self, net: str) -> str:
-        return self.nets[net].arch
 
 
 # ------------------------------------------------------------------------------------------------

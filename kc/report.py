@@ -102,7 +102,7 @@ def _mark(v: dict) -> str:
 # ------------------------------------------------------------------------------------------------
 # Studies
 # ------------------------------------------------------------------------------------------------
-def stability(run: Run) -> tuple[dict, str, dict, dict]:
+def stability(run: Run) -> tuple[dict, str, dict]:
     """Tables 1 and 2, claims 1 and 2."""
     cfg = run.cfg
     entries = cfg.studies["stability"]
@@ -132,7 +132,7 @@ def stability(run: Run) -> tuple[dict, str, dict, dict]:
                      "paper (x0, x1, x2, Δ)": ", ".join(f"{v:g}" for v in ref2) if ref2 else "–"})
         rows2.append(row2)
     if not entries:
-        return {}, "", {1: _verdict(None, "no stability study in params"), 2: _verdict(None, "no stability study")}, {}
+        return {}, "", {1: _verdict(None, "no stability study in params"), 2: _verdict(None, "no stability study")}
     # Claim 1
     ok, detail = 0, []
     for name, d in data.items():
@@ -167,7 +167,7 @@ def stability(run: Run) -> tuple[dict, str, dict, dict]:
             "Table 2 layout: variances of the components for the Case 1 pairs (normalised feature space, so "
             "Var(x*) ≈ 1; the paper's magnitudes are on raw feature scales and are not comparable).\n\n"
             + _table(pd.DataFrame(rows2)) + "\n")
-    return data, text, {1: c1, 2: c2}, {}
+    return data, text, {1: c1, 2: c2}
 
 
 def _se(p: float, q: float, n: int) -> float:
@@ -259,7 +259,7 @@ def diagnosis(run: Run) -> tuple[dict, str, dict]:
     return data, text, {5: claim}
 
 
-def compression(run: Run) -> tuple[list, str, dict, list]:
+def compression(run: Run) -> tuple[list, str, dict]:
     cfg = run.cfg
     pairs = cfg.studies["compression"]
     rows, curve = [], []
@@ -274,7 +274,7 @@ def compression(run: Run) -> tuple[list, str, dict, list]:
                      "accuracy": _pct(point["accuracy"]), "accuracy drop": _pct(point["accuracy_drop"]),
                      "Var(x^Δ)": _fmt(point["var_delta"], 4), "Var(x^Δ)/Var(x*)": _fmt(point["delta_ratio"])})
     if not curve:
-        return [], "", {6: _verdict(None, "no compression study")}, []
+        return [], "", {6: _verdict(None, "no compression study")}
     rho_var = spearman([c["pruned_fraction"] for c in curve], [c["var_delta"] for c in curve])
     rho_acc = spearman([c["pruned_fraction"] for c in curve], [c["accuracy_drop"] for c in curve])
     claim = _verdict(rho_var >= TREND and rho_acc >= TREND if math.isfinite(rho_var) and math.isfinite(rho_acc) else False,
@@ -283,10 +283,10 @@ def compression(run: Run) -> tuple[list, str, dict, list]:
     text = ("## Information discarded by compression (Section 4.4, Fig. 4 left)\n\n"
             "Each magnitude-pruned net reconstructs the original; x^Δ is the knowledge it lost.\n\n"
             + _table(pd.DataFrame(rows)) + "\n\n![compression](compression.png)\n")
-    return curve, text, {6: claim}, curve
+    return curve, text, {6: claim}
 
 
-def born_again(run: Run) -> tuple[list, str, dict, list]:
+def born_again(run: Run) -> tuple[list, str, dict]:
     cfg = run.cfg
     pairs = cfg.studies["born_again"]
     curve = []
@@ -296,7 +296,7 @@ def born_again(run: Run) -> tuple[list, str, dict, list]:
         curve.append({"net": cfg.pairs[p].source, "generation": src.get("generation", 0),
                       "accuracy": src["test_accuracy"], "var_delta": m["var_delta"], "delta_ratio": m["delta_ratio"]})
     if not curve:
-        return [], "", {7: _verdict(None, "no born-again study")}, []
+        return [], "", {7: _verdict(None, "no born-again study")}
     newest = cfg.pairs[pairs[0]].target
     rho = spearman([c["generation"] for c in curve], [c["var_delta"] for c in curve])
     claim = _verdict(rho <= -TREND if math.isfinite(rho) else False,
@@ -310,7 +310,7 @@ def born_again(run: Run) -> tuple[list, str, dict, list]:
             f"The newest generation ({newest}, accuracy {_pct(newest_acc)} %) reconstructed from each earlier "
             "generation: x^Δ are the earlier net's blind spots.\n\n"
             + _table(pd.DataFrame(rows)) + "\n\n![born-again](born_again.png)\n")
-    return curve, text, {7: claim}, curve
+    return curve, text, {7: claim}
 
 
 def cross_task(run: Run) -> tuple[dict, str, dict]:
@@ -472,30 +472,30 @@ def write_report(cfg: Config, root: str | Path = ".") -> dict:
     out_dir = root / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
     claims: dict[int, dict] = {}
-    stab, stab_text, c, _ = stability(run)
+    stab, stab_text, c = stability(run)
     claims.update(c)
     ref, ref_text, c = refinement(run)
     claims.update(c)
     diag, diag_text, c = diagnosis(run)
     claims.update(c)
-    comp, comp_text, c, comp_curve = compression(run)
+    comp, comp_text, c = compression(run)
     claims.update(c)
-    born, born_text, c, born_curve = born_again(run)
+    born, born_text, c = born_again(run)
     claims.update(c)
     xt, xt_text, c = cross_task(run)
     claims.update(c)
     sw, sw_text = sweep(run)
 
     write_csv(root / "plots" / "compression.csv",
-              comp_curve or [{"net": "", "pruned_fraction": "", "delta_ratio": "", "var_delta": "", "accuracy_drop": ""}])
-    write_csv(root / "plots" / "born_again.csv", born_curve or [{"generation": "", "var_delta": ""}])
+              comp or [{"net": "", "pruned_fraction": "", "delta_ratio": "", "var_delta": "", "accuracy_drop": ""}])
+    write_csv(root / "plots" / "born_again.csv", born or [{"generation": "", "var_delta": ""}])
     write_csv(root / "plots" / "sweep.csv", sw or [{"pair": "", "lam": "", "K": "", "delta_ratio": ""}])
-    if comp_curve:
-        _curve(comp_curve, "var_delta", "accuracy_drop", "Var(x^Δ) (knowledge discarded)", "accuracy drop",
+    if comp:
+        _curve(comp, "var_delta", "accuracy_drop", "Var(x^Δ) (knowledge discarded)", "accuracy drop",
                out_dir / "compression.png", "Compression (Fig. 4 left)",
                annotate=lambda p: f"{100 * p['pruned_fraction']:.0f}%")
-    if born_curve:
-        _curve(born_curve, "generation", "var_delta", "generation of the reconstructing net",
+    if born:
+        _curve(born, "generation", "var_delta", "generation of the reconstructing net",
                "Var(x^Δ) (blind spots)", out_dir / "born_again.png", "Born-again generations (Fig. 4 right)")
     if sw:
         varies = "lam" if len({p["lam"] for p in sw}) > 1 else "K"
