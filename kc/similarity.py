@@ -18,7 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kc.consistency import _is_array, _take, check_pair_shapes
+from kc.consistency import check_pair_shapes
+from kc.util import is_array as _is_array
+from kc.util import take_rows as _take
 
 
 def _hsic_unbiased(K: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
