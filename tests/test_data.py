@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import pickle
 import subprocess
@@ -11,28 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.io
 import torch
-from PIL import Image
 
 from kc import data as D
+from kc.data import fake
+from kc.data.fake import GREY, write_idx, write_image
 
-GREY = (128, 128, 128)
 RED, GREEN, BLUE = (220, 20, 30), (10, 200, 40), (30, 40, 210)
 YELLOW, CYAN, MAGENTA = (230, 220, 10), (10, 210, 220), (200, 10, 190)
 WHITE = (255, 255, 255)
-
-
-def write_image(path: Path, box=None, fg=RED, bg=GREY, size=(40, 30), fmt="PNG"):
-    """A size=(w, h) image of colour bg with the PIL box (left, top, right, bottom) painted fg.
-
-    Saved losslessly (PNG content, whatever the file extension) so crops can be checked exactly.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    im = Image.new("RGB", size, bg)
-    if box is not None:
-        im.paste(fg, box)
-    im.save(path, format=fmt)
 
 
 def colours(t: torch.Tensor) -> set[tuple[int, ...]]:
@@ -41,7 +27,7 @@ def colours(t: torch.Tensor) -> set[tuple[int, ...]]:
 
 
 # ---------------------------------------------------------------------------
-# fake datasets
+# fake datasets (written by kc.data.fake; PNG content under the official .jpg names: exact pixels)
 # ---------------------------------------------------------------------------
 
 CUB_CLASSES = ["001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross"]
@@ -50,26 +36,16 @@ CUB_COLOURS = [RED, GREEN, BLUE]
 
 def make_cub(base: Path, train_per_class=4, test_per_class=1) -> Path:
     """CUB-200-2011 layout inside base/CUB_200_2011; returns base. Box colour = class colour."""
-    root = base / "CUB_200_2011"
-    images, labels, split, boxes = [], [], [], []
-    k = 0
+    images, k = [], 0
     for c, name in enumerate(CUB_CLASSES):
         for j in range(train_per_class + test_per_class):
             k += 1
-            rel = f"{name}/{name.split('.')[1]}_{j:04d}.jpg"
             x, y, w, h = 2 + j, 3 + c, 12, 12  # square: image_size=12 means no resize, an exact crop
             if k == 2:  # a box running off the image: must be clamped
                 x, y, w, h = 30, 20, 50.5, 40.25
-            write_image(root / "images" / rel, (x, y, min(x + w, 40), min(y + h, 30)), CUB_COLOURS[c])
-            images.append(f"{k} {rel}")
-            labels.append(f"{k} {c + 1}")
-            split.append(f"{k} {1 if j < train_per_class else 0}")
-            boxes.append(f"{k} {float(x)} {float(y)} {float(w)} {float(h)}")
-    (root / "images.txt").write_text("\n".join(images) + "\n")
-    (root / "image_class_labels.txt").write_text("\n".join(labels) + "\n")
-    (root / "train_test_split.txt").write_text("\n".join(split) + "\n")
-    (root / "bounding_boxes.txt").write_text("\n".join(boxes) + "\n")
-    (root / "classes.txt").write_text("".join(f"{c + 1} {n}\n" for c, n in enumerate(CUB_CLASSES)))
+            images.append(fake.FakeImage(f"{name.split('.')[1]}_{j:04d}", [fake.FakeObject(c, (x, y, x + w, y + h))],
+                                         "train" if j < train_per_class else "test", size=(40, 30)))
+    fake.write_cub_layout(base, CUB_CLASSES, images, fmt="PNG", colours=CUB_COLOURS)
     return base
 
 
@@ -82,53 +58,26 @@ DOG_FOLDERS = ["n02085620-Chihuahua", "n02085782-Japanese_spaniel", "n02086240-S
 DOG_COLOURS = [RED, GREEN, BLUE]
 
 
-def dog_xml(boxes) -> str:
-    objs = "".join(
-        f"<object><name>dog</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin><xmax>{c}</xmax>"
-        f"<ymax>{d}</ymax></bndbox></object>" for a, b, c, d in boxes)
-    return f"<annotation><size><width>40</width><height>30</height></size>{objs}</annotation>"
-
-
 @pytest.fixture
 def dogs(tmp_path):
     """Stanford Dogs layout; each image has two objects, the first one's box in the class colour."""
     root = tmp_path / "dogs"
-    lists = {"train": [], "test": []}
+    images, train_list = [], []
     for c, folder in enumerate(DOG_FOLDERS):
         wnid = folder.split("-")[0]
         for j in range(3):
             stem = f"{wnid}_{100 + j}"
             box = (4 + j, 5, 17 + j, 18)  # 13x13
-            im = Image.new("RGB", (40, 30), GREY)
-            im.paste(DOG_COLOURS[c], box)
-            im.paste(YELLOW, (30, 20, 40, 30))  # second object: must not be the crop
-            (root / "Images" / folder).mkdir(parents=True, exist_ok=True)
-            im.save(root / "Images" / folder / f"{stem}.jpg", format="PNG")
-            (root / "Annotation" / folder).mkdir(parents=True, exist_ok=True)
-            (root / "Annotation" / folder / stem).write_text(dog_xml([box, (30, 20, 40, 30)]))
-            lists["train" if j < 2 else "test"].append((f"{folder}/{stem}.jpg", f"{folder}/{stem}", c + 1))
-    # train list as savemat writes a 1-D object array of strings ...
-    tr = lists["train"]
-    scipy.io.savemat(root / "train_list.mat", {
-        "file_list": np.array([f for f, _, _ in tr], dtype=object),
-        "annotation_list": np.array([a for _, a, _ in tr], dtype=object),
-        "labels": np.array([[lab] for _, _, lab in tr], dtype=np.uint8)})
-    # ... the test list like the official files: (N, 1) cells of 1-element string arrays
-    te = lists["test"]
-    fl, al = np.empty((len(te), 1), dtype=object), np.empty((len(te), 1), dtype=object)
-    for i, (f, a, _) in enumerate(te):
-        fl[i, 0], al[i, 0] = np.array([f]), np.array([a])
-    scipy.io.savemat(root / "test_list.mat", {
-        "file_list": fl, "annotation_list": al, "labels": np.array([[lab] for _, _, lab in te], dtype=float)})
+            second = fake.FakeObject(c, (30, 20, 40, 30), colour=YELLOW)  # must not be the crop
+            images.append(fake.FakeImage(stem, [fake.FakeObject(c, box), second], "train" if j < 2 else "test",
+                                         size=(40, 30)))
+            if j < 2:
+                train_list.append((f"{folder}/{stem}.jpg", f"{folder}/{stem}", c + 1))
+    # writes the lists like the official files: (N, 1) cells of 1-element string arrays ...
+    fake.write_stanford_dogs_layout(root, DOG_FOLDERS, images, fmt="PNG", colours=DOG_COLOURS)
+    # ... then the train list again as savemat writes a 1-D object array of strings, with uint8 labels
+    fake.write_dogs_list(root / "train_list.mat", train_list, style="flat", label_dtype=np.uint8)
     return root
-
-
-def voc_xml(objects) -> str:
-    body = "".join(
-        f"<object><name>{n}</name><pose>Left</pose><truncated>0</truncated><difficult>{int(d)}</difficult>"
-        f"<bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin><xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox>"
-        f"</object>" for n, d, b in objects)
-    return f"<annotation><filename>x.jpg</filename>{body}</annotation>"
 
 
 # image id -> [(class, difficult, 1-based inclusive box, colour)]
@@ -143,21 +92,13 @@ VOC_IMAGES = {
 @pytest.fixture
 def voc(tmp_path):
     base = tmp_path / "voc"
-    root = base / "VOCdevkit" / "VOC2012"
-    for image_id, objs in VOC_IMAGES.items():
-        im = Image.new("RGB", (40, 30), GREY)
-        for _, _, (x0, y0, x1, y1), col in objs:
-            im.paste(col, (x0 - 1, y0 - 1, x1, y1))  # 1-based inclusive -> PIL box
-            if col == CYAN:  # a white one-pixel frame on the box's own border pixels
-                im.paste(WHITE, (x0 - 1, y0 - 1, x1, y1))
-                im.paste(col, (x0, y0, x1 - 1, y1 - 1))
-        (root / "JPEGImages").mkdir(parents=True, exist_ok=True)
-        im.save(root / "JPEGImages" / f"{image_id}.jpg", format="PNG")
-        (root / "Annotations").mkdir(parents=True, exist_ok=True)
-        (root / "Annotations" / f"{image_id}.xml").write_text(voc_xml([(n, d, b) for n, d, b, _ in objs]))
-    (root / "ImageSets" / "Main").mkdir(parents=True)
-    (root / "ImageSets" / "Main" / "train.txt").write_text("2008_000001\n2008_000002\n")
-    (root / "ImageSets" / "Main" / "val.txt").write_text("2008_000003\n")
+    images = [
+        fake.FakeImage(image_id, [fake.FakeObject(D.VOC_CLASSES.index(n), (x0 - 1, y0 - 1, x1, y1), colour=col,
+                                                  difficult=d, outline=WHITE if col == CYAN else None)
+                                  for n, d, (x0, y0, x1, y1), col in objs],  # 1-based inclusive -> PIL box
+                       "test" if image_id == "2008_000003" else "train", size=(40, 30))
+        for image_id, objs in VOC_IMAGES.items()]
+    fake.write_voc2012_layout(base, images, fmt="PNG")  # CYAN: a white one-pixel frame on its box's border
     return base
 
 
@@ -172,23 +113,10 @@ def imagefolder(tmp_path):
     return root
 
 
-def write_idx(path: Path, arr: np.ndarray, magic: int):
-    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + arr.astype(np.uint8).tobytes())
-
-
 @pytest.fixture
 def fake_fmnist(tmp_path):
     """Four tiny IDX files: image i of a split is constant 10*i + label."""
-    root = tmp_path / "fm"
-    root.mkdir()
-    for prefix, n in (("train", 12), ("t10k", 5)):
-        labels = np.arange(n) % 10
-        images = np.broadcast_to((10 * np.arange(n) + labels)[:, None, None], (n, 28, 28))
-        write_idx(root / f"{prefix}-images-idx3-ubyte.gz", images, 2051)
-        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", labels, 2049)
-    return root
+    return fake.write_fashion_mnist(tmp_path / "fm", train=12, test=5)
 
 
 def fake_prepared(path: Path, classes, train_counts, test_counts, *, channels=3, size=4, value=0,
