@@ -1,6 +1,7 @@
 """kc: knowledge consistency between neural networks (Liang et al., ICLR 2020).
 
     from kc import ConsistencyNet, fit, decompose
+    kc.compare(model_a, model_b, images, layers_a, layers_b)   # -> kc.Comparison (the module is callable)
     import kc.models, kc.similarity          # submodules also load on first attribute access: kc.models
 
 Submodules are imported lazily, so stages that need only part of the library start fast.
@@ -10,10 +11,10 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = {"consistency", "similarity", "data", "models", "train", "features", "studies", "report",
-               "config", "pipeline", "paper", "io", "cli"}
+               "config", "pipeline", "paper", "io", "cli", "compare"}
 _EXPORTS = {"ConsistencyNet": "consistency", "fit": "consistency", "decompose": "consistency",
             "variances": "consistency", "Decomposition": "consistency", "linear_cka": "similarity",
-            "linear_predictivity": "similarity"}
+            "linear_predictivity": "similarity", "Comparison": "compare"}
 
 __all__ = sorted(_SUBMODULES | set(_EXPORTS))
 

@@ -1,50 +1,74 @@
 """params.yaml -> a validated, typed config; a bad value fails before any work, naming its key path.
 
-    cfg = load("params.yaml")           # ConfigError("pairs.x.lam: must be a number >= 0, got -1")
-    cfg.pairs["prune_050"].source       # 'vgg_s_prune050'
-    cfg.nets["vgg_s_gen3"].arch         # 'vgg_s' (followed through the born-again chain)
+    cfg = load("params.yaml")              # ConfigError("lam: must be a number >= 0, got -1")
+    cfg.nets["vgg_s"].nets                  # the population's nets: vgg_s_seed0, ..., vgg_s_split0_half1, ...
+    cfg.studies["stability"]               # each study parses its own section (kc.studies.<name>.parse)
 
-Command line: ``python -m kc check params.yaml`` validates and summarises the file.
+Command line: ``python -m kc check params.yaml`` validates the whole file. A stage parses the core
+sections and its own study's section only (``load(path, studies=["stability"])``), so that it
+imports, and DVC lists as dependencies, only the code it runs; the `check` stage, upstream of every
+other stage, validates everything first.
+
+This module imports no torch: validating params is fast.
 """
 from __future__ import annotations
 
+import importlib
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from kc.data import FASHION_MNIST_CLASSES, SOURCES, VOC_CLASSES, slug
-from kc import paper
-from kc.models import ALIASES, ARCHS
-from kc.train import TrainConfig
+from kc.archs import ARCHS, READINGS, TAPS
+from kc.data.catalog import FASHION_MNIST_CLASSES, FASHION_MNIST_ROOT, VOC_CLASSES, slug
 
-NAME_RE = re.compile(r"^[a-z0-9_]+$")
-SPLITS = ("full", "half0", "half1")
+NAME = re.compile(r"[a-z0-9_]+")
+SOURCES = ("fashion_mnist", "cub200", "stanford_dogs", "voc2012_objects", "imagefolder")
+SCHEDULES = ("cosine", "step", "constant")
 # Class names known without reading the data (others are checked when the data is prepared).
 STATIC_CLASSES = {"fashion_mnist": [slug(c) for c in FASHION_MNIST_CLASSES],
                   "voc2012_objects": [slug(c) for c in VOC_CLASSES]}
+# The studies, in report order; each is kc.studies.<name> and owns params section <name>.
+STUDIES = ("stability", "readings", "refinement", "diagnosis", "compression", "born_again", "cross_task",
+           "overfitting", "sweep", "compare")
 
 
 class ConfigError(ValueError):
-    """A bad params file: the message starts with the key path."""
+    """A bad params file: the message starts with the key path (or the file)."""
 
 
 _MISSING = object()
 
 
-class _Section:
-    """Reads keys of one mapping, tracking the key path for messages and rejecting unknown keys."""
+def show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_name(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not NAME.fullmatch(value):
+        raise ConfigError(f"{where}: names must match [a-z0-9_]+ (they become file and stage names), got {show(value)}")
+    return value
+
+
+class Section:
+    """Reads the keys of one mapping, tracking the key path for messages and rejecting unknown keys."""
 
     def __init__(self, data: Any, path: str):
+        if data is None:
+            data = {}
         if not isinstance(data, dict):
-            raise ConfigError(f"{path or 'params'}: must be a mapping, got {_show(data)}")
+            raise ConfigError(f"{path or 'params'}: must be a mapping, got {show(data)}")
         self.data, self.path = data, path
 
     def key(self, name: str) -> str:
         return f"{self.path}.{name}" if self.path else name
+
+    def has(self, name: str) -> bool:
+        return name in self.data
 
     def get(self, name: str, default: Any = _MISSING) -> Any:
         if name not in self.data:
@@ -54,14 +78,13 @@ class _Section:
         return self.data[name]
 
     def done(self, allowed: tuple[str, ...]) -> None:
-        unknown = sorted(set(self.data) - set(allowed))
+        unknown = sorted(set(self.data) - set(allowed), key=str)
         if unknown:
-            raise ConfigError(f"{self.key(unknown[0])}: unknown key; allowed here: {', '.join(allowed)}")
+            raise ConfigError(f"{self.key(str(unknown[0]))}: unknown key; allowed here: {', '.join(allowed)}")
 
-    def sub(self, name: str, default: Any = _MISSING) -> "_Section":
-        return _Section(self.get(name, default), self.key(name))
+    def sub(self, name: str, default: Any = _MISSING) -> "Section":
+        return Section(self.get(name, default), self.key(name))
 
-    # typed readers ---------------------------------------------------------------------------
     def int(self, name, default=_MISSING, minimum=None, allow_none=False) -> int | None:
         value = self.get(name, default)
         if value is None and allow_none:
@@ -69,7 +92,7 @@ class _Section:
         if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
             bound = f" >= {minimum}" if minimum is not None else ""
             raise ConfigError(f"{self.key(name)}: must be an integer{bound}{' or null' if allow_none else ''}, "
-                              f"got {_show(value)}")
+                              f"got {show(value)}")
         return value
 
     def number(self, name, default=_MISSING, minimum=None, positive=False) -> float:
@@ -79,53 +102,76 @@ class _Section:
             bad = True
         if bad:
             bound = " > 0" if positive else f" >= {minimum}" if minimum is not None else ""
-            raise ConfigError(f"{self.key(name)}: must be a number{bound}, got {_show(value)}")
+            raise ConfigError(f"{self.key(name)}: must be a finite number{bound}, got {show(value)}")
         return float(value)
 
     def str(self, name, default=_MISSING, choices=None) -> str:
         value = self.get(name, default)
         if not isinstance(value, str) or (choices is not None and value not in choices):
             allowed = f" (one of {', '.join(choices)})" if choices else ""
-            raise ConfigError(f"{self.key(name)}: must be a string{allowed}, got {_show(value)}")
+            raise ConfigError(f"{self.key(name)}: must be a string{allowed}, got {show(value)}")
         return value
 
     def bool(self, name, default=_MISSING) -> bool:
         value = self.get(name, default)
         if not isinstance(value, bool):
-            raise ConfigError(f"{self.key(name)}: must be true or false, got {_show(value)}")
+            raise ConfigError(f"{self.key(name)}: must be true or false, got {show(value)}")
         return value
 
-    def name(self, name, names: dict | None = None, what: str = "name", hint: str = "") -> str:
-        value = self.get(name)
-        _check_name(value, self.key(name))
+    def name(self, name, names: dict | None = None, what: str = "name") -> str:
+        value = check_name(self.get(name), self.key(name))
         if names is not None and value not in names:
-            raise ConfigError(f"{self.key(name)}: unknown {what} {value!r}{hint}; defined: {', '.join(names) or 'none'}")
+            raise ConfigError(f"{self.key(name)}: unknown {what} {value!r}; defined: {', '.join(names) or 'none'}")
         return value
 
-    def mapping(self, name, default=_MISSING) -> dict:
+    def names(self, name, names: dict, what: str, default=_MISSING, minimum: int = 1) -> list[str]:
+        value = self.get(name, default)
+        if not isinstance(value, list) or len(value) < minimum:
+            raise ConfigError(f"{self.key(name)}: must be a list of at least {minimum} {what} name(s), got {show(value)}")
+        for i, v in enumerate(value):
+            check_name(v, f"{self.key(name)}[{i}]")
+            if v not in names:
+                raise ConfigError(f"{self.key(name)}[{i}]: unknown {what} {v!r}; defined: {', '.join(names) or 'none'}")
+        if len(set(value)) != len(value):
+            raise ConfigError(f"{self.key(name)}: a {what} is listed twice")
+        return list(value)
+
+    def numbers(self, name, default=_MISSING, minimum=None, positive=False, at_least: int = 1) -> list[float]:
+        value = self.get(name, default)
+        if not isinstance(value, list) or len(value) < at_least:
+            raise ConfigError(f"{self.key(name)}: must be a list of at least {at_least} number(s), got {show(value)}")
+        holder = Section({str(i): v for i, v in enumerate(value)}, self.key(name))
+        out = [holder.number(str(i), minimum=minimum, positive=positive) for i in range(len(value))]
+        return out
+
+    def ints(self, name, default=_MISSING, minimum=None, at_least: int = 1) -> list[int]:
+        value = self.get(name, default)
+        if not isinstance(value, list) or len(value) < at_least:
+            raise ConfigError(f"{self.key(name)}: must be a list of at least {at_least} integer(s), got {show(value)}")
+        for i, v in enumerate(value):
+            if isinstance(v, bool) or not isinstance(v, int) or (minimum is not None and v < minimum):
+                raise ConfigError(f"{self.key(name)}[{i}]: must be an integer{f' >= {minimum}' if minimum is not None else ''}, "
+                                  f"got {show(v)}")
+        if len(set(value)) != len(value):
+            raise ConfigError(f"{self.key(name)}: a value is listed twice")
+        return list(value)
+
+    def entries(self, name, default=_MISSING) -> dict:
+        """A mapping of named entries (names checked); None and {} mean no entries."""
         value = self.get(name, default)
         if value is None:
-            value = {}
+            return {}
         if not isinstance(value, dict):
-            raise ConfigError(f"{self.key(name)}: must be a mapping, got {_show(value)}")
+            raise ConfigError(f"{self.key(name)}: must be a mapping of named entries, got {show(value)}")
         for key in value:
-            _check_name(key, f"{self.key(name)}.{key}")
+            check_name(key, f"{self.key(name)}.{key}")
         return value
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _check_name(value: Any, where: str) -> None:
-    if not isinstance(value, str) or not NAME_RE.match(value):
-        raise ConfigError(f"{where}: names must match [a-z0-9_]+ (they become file names and shell "
-                          f"arguments), got {_show(value)}")
 
 
 # ------------------------------------------------------------------------------------------------
-@dataclass
+# Specs of the core sections
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
 class DatasetSpec:
     name: str
     source: str
@@ -138,135 +184,229 @@ class DatasetSpec:
     num_workers: int = 0
 
 
-@dataclass
+@dataclass(frozen=True)
 class TaskSpec:
     name: str
-    datasets: list[str]
-    classes: list | None = None
+    datasets: tuple[str, ...]
+    classes: tuple | None = None
     groups: dict | None = None
+    images_per_class: int | None = None     # per class of the datasets; None: every prepared training image
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "datasets": list(self.datasets), "classes": self.classes, "groups": self.groups}
+        return {"name": self.name, "datasets": list(self.datasets),
+                "classes": list(self.classes) if self.classes is not None else None,
+                "groups": self.groups, "images_per_class": self.images_per_class}
 
 
-@dataclass
+@dataclass(frozen=True)
+class Recipe:
+    """How a backbone is trained: SGD with momentum and a schedule, no augmentation (the paper's regime)."""
+    epochs: int = 60
+    batch_size: int = 32
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule")}
+
+
+@dataclass(frozen=True)
 class NetSpec:
-    """A trained net: from scratch (kind "scratch"), pruned from a parent, or distilled from a teacher."""
+    """One trained net. ``split``: "full", or "split<i>_half<h>" (half h of the i-th random division)."""
     name: str
-    kind: str
+    set: str                         # the population (or study-owned set) it belongs to
     arch: str
     task: str
     seed: int
-    train: TrainConfig
+    recipe: Recipe
     split: str = "full"
-    parent: str | None = None        # pruned: the net pruned; distilled: the teacher
+    kind: str = "scratch"            # scratch | pruned | distilled
+    parent: "NetSpec | None" = None  # pruned: the net pruned; distilled: the teacher
     threshold: float | None = None
+    generation: int = 0
+
+    @property
+    def half(self) -> tuple[int, int] | None:
+        if self.split == "full":
+            return None
+        i, h = self.split.split("_")
+        return int(i[5:]), int(h[4:])
 
 
-@dataclass
-class PairSpec:
+@dataclass(frozen=True)
+class Population:
+    """Nets that differ only in their seed (Case 1) or their half of the data (Case 2, Section 4.2)."""
     name: str
-    source: str
-    target: str
-    source_layer: str
-    target_layer: str
-    lam: float
-    K: int
-    classes: list | None = None
+    arch: str
+    task: str
+    seeds: tuple[int, ...]
+    halves: tuple[tuple[int, int], ...]
+    recipe: Recipe
+    layers: tuple[str, ...]
+
+    @property
+    def nets(self) -> list[NetSpec]:
+        out = [NetSpec(f"{self.name}_seed{s}", self.name, self.arch, self.task, s, self.recipe) for s in self.seeds]
+        for i, seeds in enumerate(self.halves):
+            out += [NetSpec(f"{self.name}_split{i}_half{h}", self.name, self.arch, self.task, s, self.recipe,
+                            split=f"split{i}_half{h}") for h, s in enumerate(seeds)]
+        return out
+
+    @property
+    def seed_nets(self) -> list[NetSpec]:
+        return [n for n in self.nets if n.split == "full"]
+
+    @property
+    def primary(self) -> NetSpec:
+        """The net the single-net studies use (compression, born-again, diagnosis, ...): the first seed."""
+        return self.nets[0]
+
+    def net(self, name: str) -> NetSpec:
+        for n in self.nets:
+            if n.name == name:
+                return n
+        raise KeyError(name)
 
 
-@dataclass
+@dataclass(frozen=True)
 class FitSpec:
     epochs: int = 10
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float = 3e-3
     kernel_size: int = 3
-    norm: str = "dataset"
-    gate: str = "linear"
+
+
+@dataclass(frozen=True)
+class ClassifierSpec:
+    """The one recipe of every classifier row of Tables 3-4 and Section 4.1 (baselines included)."""
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    seeds: tuple[int, ...] = (0, 1, 2)
 
 
 @dataclass
 class Config:
     seed: int
+    reading: str
     lam: float
+    lam_by_arch: dict[str, float]
     K: int
     datasets: dict[str, DatasetSpec]
     tasks: dict[str, TaskSpec]
-    nets: dict[str, NetSpec]
+    train: Recipe
+    nets: dict[str, Population]
     features: dict
-    feature_layers: dict[str, list[str]]
     fit: FitSpec
-    decompose: dict
-    pairs: dict[str, PairSpec]
-    studies: dict
-    refine: dict
-    distill: dict = field(default_factory=dict)
-    report: dict = field(default_factory=dict)
+    classifier: ClassifierSpec
+    report: dict
+    studies: dict[str, Any] = field(default_factory=dict)
     raw: dict = field(default_factory=dict, repr=False)
 
+    def lam_for(self, source_arch: str, target_arch: str) -> float:
+        """λ of Eq. 2 for a pair: the paper uses 8.0 "for AlexNet features", 0.1 elsewhere (Section 4)."""
+        values = [self.lam_by_arch[a] for a in (source_arch, target_arch) if a in self.lam_by_arch]
+        return max(values) if values else self.lam
+
+    def population(self, name: str) -> Population:
+        return self.nets[name]
 
 
 # ------------------------------------------------------------------------------------------------
-def load(path: str | Path = "params.yaml") -> Config:
-    """Read and validate a params file; raises ConfigError naming the key path."""
+# Loading
+# ------------------------------------------------------------------------------------------------
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (DVC refuses such files too)."""
+
+
+def _construct_mapping(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key!r} is given twice in one mapping")
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_params(path: str | Path) -> dict:
+    """The params file as data; ConfigError naming the file for anything unreadable."""
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: no such params file")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a params file (e.g. params.yaml)")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such params file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); params files are UTF-8 YAML") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    return parse(data)
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    return data
 
 
-TOP_KEYS = ("seed", "lam", "K", "datasets", "tasks", "train", "nets", "prune", "distill", "features", "fit",
-            "decompose", "pairs", "studies", "refine", "report")
+def load(path: str | Path = "params.yaml", studies: tuple[str, ...] | list[str] | None = None) -> Config:
+    """Read and validate a params file; ``studies``: which study sections to parse (None: all)."""
+    return parse(read_params(path), studies)
 
 
-def parse(data: Any) -> Config:
-    root = _Section(data, "")
+TOP_KEYS = ("seed", "reading", "lam", "lam_by_arch", "K", "datasets", "tasks", "train", "nets", "features",
+            "fit", "classifier", "report") + STUDIES
+
+
+def parse(data: Any, studies: tuple[str, ...] | list[str] | None = None) -> Config:
+    root = Section(data, "")
     root.done(TOP_KEYS)
-    seed = root.int("seed", minimum=0)
-    lam = root.number("lam", minimum=0)
-    K = root.int("K", minimum=0)
     datasets = _datasets(root)
     tasks = _tasks(root, datasets)
-    base_train = _train_dict(root.sub("train"))
-    _train_config(base_train, None, "train")
-    nets = _nets(root, tasks, base_train)
-    features, feature_layers = _features(root, nets)
-    fit = _fit(root)
-    dec = root.sub("decompose")
-    dec.done(("batch_size", "figure_images", "cka_batch_size"))
-    decompose = {"batch_size": dec.int("batch_size", 256, minimum=1),
-                 "figure_images": dec.int("figure_images", 4, minimum=0),
-                 "cka_batch_size": dec.int("cka_batch_size", 256, minimum=4)}
-    pairs = _pairs(root, nets, tasks, datasets, feature_layers, lam, K)
-    studies = _studies(root, pairs, nets)
-    refine = _refine(root, pairs, nets)
-    rep = root.sub("report")
-    rep.done(("channel", "max_figure_pairs"))
-    report = {"channel": rep.int("channel", -1, minimum=-1), "max_figure_pairs": rep.int("max_figure_pairs", 6, minimum=0)}
-    d = root.sub("distill")
-    distill = {"alpha": d.number("alpha", minimum=0), "tau": d.number("tau", positive=True)}
-    return Config(seed=seed, lam=lam, K=K, datasets=datasets, tasks=tasks, nets=nets, features=features,
-                  feature_layers=feature_layers, fit=fit, decompose=decompose, pairs=pairs, studies=studies,
-                  refine=refine, distill=distill, report=report, raw=data)
+    train = _recipe(root.sub("train"), Recipe(), "train")
+    lam_by_arch = {}
+    by_arch = root.sub("lam_by_arch")
+    by_arch.done(ARCHS)
+    for arch in by_arch.data:
+        lam_by_arch[arch] = by_arch.number(arch, minimum=0)
+    cfg = Config(seed=root.int("seed", minimum=0), reading=root.str("reading", choices=READINGS),
+                 lam=root.number("lam", minimum=0), lam_by_arch=lam_by_arch, K=root.int("K", minimum=0),
+                 datasets=datasets, tasks=tasks, train=train, nets=_populations(root, tasks, train),
+                 features=_features(root), fit=_fit(root), classifier=_classifier(root), report=_report(root),
+                 raw=data)
+    for name in STUDIES:   # dvc.yaml iterates over every study section: each must be there
+        if not root.has(name):
+            raise ConfigError(f"{name}: missing (dvc.yaml runs a stage per entry; give an empty {{}} or [] to run none)")
+    for name in (STUDIES if studies is None else studies):
+        if name not in STUDIES:
+            raise ValueError(f"unknown study {name!r}; studies: {', '.join(STUDIES)}")
+        module = importlib.import_module(f"kc.studies.{name}")
+        cfg.studies[name] = module.parse(root.get(name, None), cfg)
+    return cfg
 
 
-def _datasets(root: _Section) -> dict[str, DatasetSpec]:
+def _datasets(root: Section) -> dict[str, DatasetSpec]:
     out = {}
-    entries = root.mapping("datasets")
+    entries = root.entries("datasets")
     if not entries:
         raise ConfigError("datasets: define at least one dataset")
     for name in entries:
         s = root.sub("datasets").sub(name)
         s.done(("source", "root", "image_size", "max_train", "max_test", "download", "skip_difficult", "num_workers"))
-        source = s.str("source", choices=tuple(SOURCES))
-        default_root = "/usr/share/datasets/fashion-mnist" if source == "fashion_mnist" else _MISSING
+        source = s.str("source", choices=SOURCES)
         if s.get("download", False) is True and source != "fashion_mnist":
             raise ConfigError(f"{s.key('download')}: only fashion_mnist can be downloaded; {source} must be "
                               "extracted by hand into root (the error of its prepare stage says how)")
+        default_root = FASHION_MNIST_ROOT if source == "fashion_mnist" else _MISSING
         out[name] = DatasetSpec(name=name, source=source, root=s.str("root", default_root),
                                 image_size=s.int("image_size", None, minimum=8, allow_none=True),
                                 max_train=s.int("max_train", None, minimum=2, allow_none=True),
@@ -276,8 +416,8 @@ def _datasets(root: _Section) -> dict[str, DatasetSpec]:
     return out
 
 
-def _class_names(datasets: dict[str, DatasetSpec], names: list[str]) -> list[str] | None:
-    """The label space of a mix of datasets, when known statically."""
+def class_names(datasets: dict[str, DatasetSpec], names) -> list[str] | None:
+    """The label space of a mix of datasets, when known without reading the data."""
     out = []
     for name in names:
         static = STATIC_CLASSES.get(datasets[name].source)
@@ -287,13 +427,13 @@ def _class_names(datasets: dict[str, DatasetSpec], names: list[str]) -> list[str
     return out
 
 
-def _check_classes(values: Any, where: str, known: list[str] | None, datasets: list[str]) -> list:
+def check_classes(values: Any, where: str, known: list[str] | None, datasets) -> list:
     """Class names, indices, or "dataset:<name>" (all classes of one dataset of the task's mix)."""
     if not isinstance(values, list) or not values:
-        raise ConfigError(f"{where}: must be a non-empty list of class names or indices, got {_show(values)}")
+        raise ConfigError(f"{where}: must be a non-empty list of class names or indices, got {show(values)}")
     for i, value in enumerate(values):
         if isinstance(value, bool) or not isinstance(value, (str, int)):
-            raise ConfigError(f"{where}[{i}]: must be a class name or index, got {_show(value)}")
+            raise ConfigError(f"{where}[{i}]: must be a class name or index, got {show(value)}")
         if isinstance(value, str) and value.startswith("dataset:"):
             if value[8:] not in datasets:
                 raise ConfigError(f"{where}[{i}]: {value!r} names no dataset of this task ({', '.join(datasets)})")
@@ -308,137 +448,103 @@ def _check_classes(values: Any, where: str, known: list[str] | None, datasets: l
     return values
 
 
-def _tasks(root: _Section, datasets: dict[str, DatasetSpec]) -> dict[str, TaskSpec]:
+def _tasks(root: Section, datasets: dict[str, DatasetSpec]) -> dict[str, TaskSpec]:
     out = {}
-    for name in root.mapping("tasks"):
+    for name in root.entries("tasks"):
         s = root.sub("tasks").sub(name)
-        s.done(("datasets", "classes", "groups"))
+        s.done(("datasets", "classes", "groups", "images_per_class"))
         names = s.get("datasets")
         if not isinstance(names, list) or not names:
-            raise ConfigError(f"{s.key('datasets')}: must be a non-empty list of dataset names, got {_show(names)}")
+            raise ConfigError(f"{s.key('datasets')}: must be a non-empty list of dataset names, got {show(names)}")
         for i, d in enumerate(names):
             if d not in datasets:
                 raise ConfigError(f"{s.key('datasets')}[{i}]: unknown dataset {d!r}; defined: {', '.join(datasets)}")
-        known = _class_names(datasets, names)
-        classes = s.get("classes", None)
-        groups = s.get("groups", None)
+        known = class_names(datasets, names)
+        classes, groups = s.get("classes", None), s.get("groups", None)
         if classes is not None and groups is not None:
             raise ConfigError(f"{s.key('groups')}: give either classes or groups, not both")
         if classes is not None:
-            _check_classes(classes, s.key("classes"), known, names)
+            check_classes(classes, s.key("classes"), known, names)
         if groups is not None:
-            g = s.mapping("groups")
+            g = s.entries("groups")
             if len(g) < 2:
                 raise ConfigError(f"{s.key('groups')}: needs at least two groups")
             seen: set = set()
             for group, members in g.items():
-                _check_classes(members, f"{s.key('groups')}.{group}", known, names)
+                check_classes(members, f"{s.key('groups')}.{group}", known, names)
                 for m in members:
                     key = slug(m) if isinstance(m, str) else (known[m] if known else m)
                     if key in seen:
                         raise ConfigError(f"{s.key('groups')}.{group}: class {m!r} is in two groups")
                     seen.add(key)
-        out[name] = TaskSpec(name=name, datasets=list(names), classes=classes, groups=groups)
+        out[name] = TaskSpec(name=name, datasets=tuple(names), classes=tuple(classes) if classes else None,
+                             groups=groups, images_per_class=s.int("images_per_class", None, minimum=1, allow_none=True))
     if not out:
         raise ConfigError("tasks: define at least one task")
     return out
 
 
-def _train_dict(s: _Section) -> dict:
-    allowed = tuple(TrainConfig.__dataclass_fields__)
-    s.done(allowed)
-    return dict(s.data)
+def _recipe(s: Section, base: Recipe, where: str) -> Recipe:
+    s.done(("epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule"))
+    return Recipe(epochs=s.int("epochs", base.epochs, minimum=1), batch_size=s.int("batch_size", base.batch_size, minimum=1),
+                  lr=s.number("lr", base.lr, positive=True), momentum=s.number("momentum", base.momentum, minimum=0),
+                  weight_decay=s.number("weight_decay", base.weight_decay, minimum=0),
+                  schedule=s.str("schedule", base.schedule, choices=SCHEDULES))
 
 
-def _train_config(base: dict, override: Any, where: str) -> TrainConfig:
-    if override is None:
-        override = {}
-    sec = _Section(override, where)
-    sec.done(tuple(TrainConfig.__dataclass_fields__))
-    merged = {**base, **override}
-    try:
-        return TrainConfig.from_dict(merged, where)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+def recipe_with(base: Recipe, s: Section) -> Recipe:
+    """``base`` with the keys of ``s`` overriding it (e.g. a study's retraining recipe)."""
+    return _recipe(s, base, s.path)
 
 
-def _nets(root: _Section, tasks: dict[str, TaskSpec], base_train: dict) -> dict[str, NetSpec]:
-    nets: dict[str, NetSpec] = {}
-    for name in root.mapping("nets"):
+def _populations(root: Section, tasks: dict[str, TaskSpec], train: Recipe) -> dict[str, Population]:
+    out: dict[str, Population] = {}
+    net_names: dict[str, str] = {}
+    for name in root.entries("nets"):
         s = root.sub("nets").sub(name)
-        s.done(("arch", "task", "seed", "split", "train"))
+        s.done(("arch", "task", "seeds", "halves", "train", "layers"))
         arch = s.str("arch", choices=ARCHS)
         task = s.name("task", tasks, "task")
-        seed = s.int("seed", minimum=0)
-        split = s.str("split", "full", choices=SPLITS)
-        nets[name] = NetSpec(name=name, kind="scratch", arch=arch, task=task, seed=seed, split=split,
-                             train=_train_config(base_train, s.get("train", None), s.key("train")))
-    prune = root.sub("prune")
-    prune.done(("retrain", "nets"))
-    retrain = prune.get("retrain") or {}
-    for name in prune.mapping("nets"):
-        s = prune.sub("nets").sub(name)
-        s.done(("parent", "threshold", "seed"))
-        if name in nets:
-            raise ConfigError(f"{s.path}: net name {name!r} is already used")
-        parent = s.name("parent", nets, "net")
-        p = nets[parent]
-        nets[name] = NetSpec(name=name, kind="pruned", arch=p.arch, task=p.task, seed=s.int("seed", p.seed, minimum=0),
-                             split=p.split, parent=parent, threshold=s.number("threshold", minimum=0),
-                             train=_train_config(_recipe_of(p), retrain, prune.key("retrain")))
-    distill = root.sub("distill")
-    distill.done(("alpha", "tau", "nets"))
-    for name in distill.mapping("nets"):
-        s = distill.sub("nets").sub(name)
-        s.done(("teacher", "seed", "train"))
-        if name in nets:
-            raise ConfigError(f"{s.path}: net name {name!r} is already used")
-        teacher = s.name("teacher", nets, "net", " (a teacher must be defined before its student)")
-        t = nets[teacher]
-        nets[name] = NetSpec(name=name, kind="distilled", arch=t.arch, task=t.task, seed=s.int("seed", minimum=0),
-                             split=t.split, parent=teacher,
-                             train=_train_config(base_train, s.get("train", None), s.key("train")))
-    if not nets:
-        raise ConfigError("nets: define at least one net")
-    return nets
+        seeds = s.ints("seeds", minimum=0)
+        halves = s.get("halves", [])
+        if not isinstance(halves, list) or any(not isinstance(h, list) or len(h) != 2 for h in halves):
+            raise ConfigError(f"{s.key('halves')}: must be a list of [seed of half 0, seed of half 1] pairs "
+                              f"(one per random division of the training set), got {show(halves)}")
+        for i, h in enumerate(halves):
+            Section({"0": h[0], "1": h[1]}, f"{s.key('halves')}[{i}]").int("0", minimum=0)
+            Section({"0": h[0], "1": h[1]}, f"{s.key('halves')}[{i}]").int("1", minimum=0)
+        layers = s.get("layers")
+        if not isinstance(layers, list) or not layers or not all(isinstance(v, str) for v in layers):
+            raise ConfigError(f"{s.key('layers')}: must be a non-empty list of layer names, got {show(layers)}")
+        for i, layer in enumerate(layers):
+            check_layer(arch, layer, f"{s.key('layers')}[{i}]")
+        if len(set(layers)) != len(layers):
+            raise ConfigError(f"{s.key('layers')}: a layer is listed twice")
+        pop = Population(name=name, arch=arch, task=task, seeds=tuple(seeds), halves=tuple(tuple(h) for h in halves),
+                         recipe=_recipe(s.sub("train", {}), train, s.key("train")), layers=tuple(layers))
+        for net in pop.nets:
+            if net.name in net_names or net.name in out:
+                raise ConfigError(f"{s.path}: net name {net.name!r} is also made by nets.{net_names.get(net.name, net.name)}")
+            net_names[net.name] = name
+        out[name] = pop
+    if not out:
+        raise ConfigError("nets: define at least one population of nets")
+    for name in out:
+        if name in net_names:
+            raise ConfigError(f"nets.{name}: the population's name is also the name of a net of nets.{net_names[name]}")
+    return out
 
 
-def _recipe_of(net: NetSpec) -> dict:
-    """A pruned net retrains from its parent's own recipe (then `prune.retrain` overrides)."""
-    return asdict(net.train)
-
-
-def _features(root: _Section, nets: dict[str, NetSpec]) -> tuple[dict, dict[str, list[str]]]:
-    s = root.sub("features")
-    s.done(("train_images", "test_images", "batch_size", "dtype", "nets"))
-    features = {"train_images": s.int("train_images", minimum=4, allow_none=True),
-                "test_images": s.int("test_images", minimum=4, allow_none=True),
-                "batch_size": s.int("batch_size", 256, minimum=1),
-                "dtype": s.str("dtype", choices=("float16", "float32"))}
-    layers = {}
-    for name, value in s.mapping("nets").items():
-        where = s.key(f"nets.{name}")
-        if name not in nets:
-            raise ConfigError(f"{where}: unknown net {name!r}; defined: {', '.join(nets)}")
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{where}: must be a non-empty list of layer names, got {_show(value)}")
-        if len(set(value)) != len(value):
-            raise ConfigError(f"{where}: a layer is listed twice")
-        for i, layer in enumerate(value):
-            _check_layer(nets[name].arch, layer, f"{where}[{i}]")
-        layers[name] = list(value)
-    return features, layers
-
-
-def _check_layer(arch: str, layer: str, where: str) -> None:
-    if layer in ALIASES[arch]:
+def check_layer(arch: str, layer: str, where: str) -> None:
+    """An alias of ``arch`` (also _pre / _post), or a torchvision graph-node name of it."""
+    if layer in TAPS[arch] or layer in {f"{a}{s}" for a in TAPS[arch] for s in ("_pre", "_post")}:
         return
-    if not re.match(r"^[A-Za-z0-9_.]+$", layer):
-        raise ConfigError(f"{where}: bad layer name {layer!r}")
+    if not isinstance(layer, str) or not re.fullmatch(r"[A-Za-z0-9_.]+", layer):
+        raise ConfigError(f"{where}: bad layer name {show(layer)}")
     if layer in _node_names(arch):
         return
-    raise ConfigError(f"{where}: unknown layer {layer!r} for {arch}; aliases: {', '.join(ALIASES[arch])} "
-                      "(or a graph-node name from kc.models.node_names)")
+    raise ConfigError(f"{where}: unknown layer {layer!r} for {arch}; aliases: {', '.join(TAPS[arch])} "
+                      "(each also as <alias>_pre / <alias>_post), or a graph-node name from kc.models.node_names")
 
 
 _NODE_NAMES: dict[str, set] = {}
@@ -446,149 +552,58 @@ _NODE_NAMES: dict[str, set] = {}
 
 def _node_names(arch: str) -> set:
     if arch not in _NODE_NAMES:
-        from kc.models import build, node_names
+        from kc.models import build, node_names  # torch: only for layers that are not aliases
         names = set(node_names(build(arch, 2)))
         names |= {n.rsplit(".", i)[0] for n in names for i in range(1, n.count(".") + 1)}  # module prefixes
         _NODE_NAMES[arch] = names
     return _NODE_NAMES[arch]
 
 
-def _fit(root: _Section) -> FitSpec:
+def _features(root: Section) -> dict:
+    s = root.sub("features")
+    s.done(("train_images", "test_images", "batch_size", "dtype"))
+    return {"train_images": s.int("train_images", minimum=4), "test_images": s.int("test_images", None, minimum=4, allow_none=True),
+            "batch_size": s.int("batch_size", 256, minimum=1), "dtype": s.str("dtype", "float16", choices=("float16", "float32"))}
+
+
+def _fit(root: Section) -> FitSpec:
     s = root.sub("fit")
-    s.done(("epochs", "batch_size", "lr", "kernel_size", "norm", "gate"))
+    s.done(("epochs", "batch_size", "lr", "kernel_size"))
     return FitSpec(epochs=s.int("epochs", 10, minimum=1), batch_size=s.int("batch_size", 64, minimum=1),
-                   lr=s.number("lr", 1e-3, positive=True), kernel_size=s.int("kernel_size", 3, minimum=1),
-                   norm=s.str("norm", "dataset", choices=("dataset", "instance")),
-                   gate=s.str("gate", "linear", choices=("linear", "sigmoid")))
+                   lr=s.number("lr", 3e-3, positive=True), kernel_size=s.int("kernel_size", 3, minimum=1))
 
 
-def _pairs(root, nets, tasks, datasets, feature_layers, lam, K) -> dict[str, PairSpec]:
-    out = {}
-    for name in root.mapping("pairs"):
-        s = root.sub("pairs").sub(name)
-        s.done(("source", "target", "layer", "source_layer", "target_layer", "lam", "K", "classes"))
-        source = s.name("source", nets, "net")
-        target = s.name("target", nets, "net")
-        if "layer" in s.data and ("source_layer" in s.data or "target_layer" in s.data):
-            raise ConfigError(f"{s.key('layer')}: give layer, or source_layer and target_layer, not both")
-        if "layer" in s.data:
-            source_layer = target_layer = s.str("layer")
-        else:
-            source_layer, target_layer = s.str("source_layer"), s.str("target_layer")
-        for net, layer, key in ((source, source_layer, "source_layer"), (target, target_layer, "target_layer")):
-            where = s.key("layer" if "layer" in s.data else key)
-            if layer not in feature_layers.get(net, []):
-                raise ConfigError(f"{where}: layer {layer!r} of net {net!r} is not extracted; add it to "
-                                  f"features.nets.{net} (now: {feature_layers.get(net, [])})")
-        src_task, tgt_task = tasks[nets[source].task], tasks[nets[target].task]
-        if src_task.datasets != tgt_task.datasets:
-            raise ConfigError(f"{s.path}: source and target nets must see the same images: their tasks use "
-                              f"datasets {src_task.datasets} and {tgt_task.datasets}")
-        classes = s.get("classes", None)
-        if classes is not None:
-            if src_task.groups is not None or src_task.classes is not None:
-                raise ConfigError(f"{s.key('classes')}: needs a source net trained on all classes of its "
-                                  f"datasets (task {src_task.name!r} selects or groups classes)")
-            _check_classes(classes, s.key("classes"), _class_names(datasets, src_task.datasets), src_task.datasets)
-        out[name] = PairSpec(name=name, source=source, target=target, source_layer=source_layer,
-                             target_layer=target_layer, lam=s.number("lam", lam, minimum=0),
-                             K=s.int("K", K, minimum=0), classes=classes)
-    return out
+def _classifier(root: Section) -> ClassifierSpec:
+    s = root.sub("classifier")
+    s.done(("epochs", "batch_size", "lr", "momentum", "weight_decay", "seeds"))
+    return ClassifierSpec(epochs=s.int("epochs", 10, minimum=1), batch_size=s.int("batch_size", 32, minimum=1),
+                          lr=s.number("lr", 0.01, positive=True), momentum=s.number("momentum", 0.9, minimum=0),
+                          weight_decay=s.number("weight_decay", 5e-4, minimum=0),
+                          seeds=tuple(s.ints("seeds", [0, 1, 2], minimum=0)))
 
 
-def _pair_list(s: _Section, name: str, pairs: dict, minimum: int = 1) -> list[str]:
-    value = s.get(name)
-    if not isinstance(value, list) or len(value) < minimum:
-        raise ConfigError(f"{s.key(name)}: must be a list of at least {minimum} pair name(s), got {_show(value)}")
-    for i, p in enumerate(value):
-        if p not in pairs:
-            raise ConfigError(f"{s.key(name)}[{i}]: unknown pair {p!r}; defined in pairs")
-    return list(value)
+def _report(root: Section) -> dict:
+    s = root.sub("report")
+    s.done(("channel", "figure_images", "draws"))
+    return {"channel": s.int("channel", -1, minimum=-1), "figure_images": s.int("figure_images", 4, minimum=0),
+            "draws": s.int("draws", 2000, minimum=100)}
 
 
-def _studies(root: _Section, pairs: dict, nets: dict) -> dict:
-    s = root.sub("studies")
-    s.done(("stability", "compression", "born_again", "cross_task", "sweep"))
-    out: dict[str, Any] = {"stability": {}, "compression": [], "born_again": [], "cross_task": {}, "sweep": []}
-    for name in s.mapping("stability", {}):
-        e = s.sub("stability").sub(name)
-        e.done(("case1", "case2", "paper"))
-        entry = {"case1": _pair_list(e, "case1", pairs), "case2": _pair_list(e, "case2", pairs),
-                 "paper": _paper_key(e, paper.TABLE1)}
-        layers = {(nets[pairs[p].source].arch, pairs[p].source_layer, pairs[p].target_layer)
-                  for p in entry["case1"] + entry["case2"]}
-        if len(layers) != 1:
-            raise ConfigError(f"{e.path}: all pairs of a stability entry must compare one architecture at one "
-                              f"layer; got {sorted(layers)}")
-        entry["arch"], entry["layer"], _ = layers.pop()
-        out["stability"][name] = entry
-    if s.get("compression", None):
-        out["compression"] = _pair_list(s, "compression", pairs)
-        for i, p in enumerate(out["compression"]):
-            src = nets[pairs[p].source]
-            if src.kind != "pruned" or src.parent != pairs[p].target:
-                raise ConfigError(f"studies.compression[{i}]: pair {p!r} must reconstruct a pruned net's parent "
-                                  "from the pruned net (source: pruned net, target: its parent)")
-    if s.get("born_again", None):
-        out["born_again"] = _pair_list(s, "born_again", pairs)
-        targets = {pairs[p].target for p in out["born_again"]}
-        if len(targets) != 1:
-            raise ConfigError("studies.born_again: every pair must reconstruct the same (newest) generation")
-    if s.get("cross_task", None):
-        e = s.sub("cross_task")
-        e.done(("fine_to_binary", "binary_to_fine"))
-        out["cross_task"] = {k: e.name(k, pairs, "pair") for k in ("fine_to_binary", "binary_to_fine")}
-    if s.get("sweep", None):
-        out["sweep"] = _pair_list(s, "sweep", pairs, minimum=2)
-    return out
+# ------------------------------------------------------------------------------------------------
+# Helpers for study sections
+# ------------------------------------------------------------------------------------------------
+def population_layer(cfg: Config, s: Section, pop_key: str = "nets", layer_key: str = "layer") -> tuple[Population, str]:
+    """A study entry's population and one of its stored layers."""
+    pop = cfg.nets[s.name(pop_key, cfg.nets, "population of nets")]
+    layer = s.str(layer_key)
+    if layer not in pop.layers:
+        raise ConfigError(f"{s.key(layer_key)}: layer {layer!r} is not stored for nets.{pop.name}; add it to "
+                          f"nets.{pop.name}.layers (now: {list(pop.layers)})")
+    return pop, layer
 
 
-def _paper_key(e: _Section, table: dict) -> str | None:
-    """Optional ``paper:`` key naming the paper's column shown beside this entry."""
-    value = e.get("paper", None)
-    if value is not None and value not in table:
-        raise ConfigError(f"{e.key('paper')}: unknown paper column {value!r}; one of: {', '.join(table)}")
-    return value
-
-
-def _refine(root: _Section, pairs: dict, nets: dict) -> dict:
-    s = root.sub("refine")
-    s.done(("recipe", "components", "subset", "diagnosis"))
-    r = s.sub("recipe")
-    r.done(("epochs", "batch_size", "lr", "momentum", "weight_decay"))
-    recipe = {"epochs": r.int("epochs", 3, minimum=1), "batch_size": r.int("batch_size", 128, minimum=1),
-              "lr": r.number("lr", 0.01, positive=True), "momentum": r.number("momentum", 0.9, minimum=0),
-              "weight_decay": r.number("weight_decay", 5e-4, minimum=0)}
-    out: dict[str, Any] = {"recipe": recipe, "components": {}, "subset": {}, "diagnosis": {}}
-    for kind in ("components", "subset"):
-        for name in s.mapping(kind, {}):
-            e = s.sub(kind).sub(name)
-            e.done(("pair", "a", "b", "paper"))
-            pair = e.name("pair", pairs, "pair")
-            a, b = e.name("a", nets, "net"), e.name("b", nets, "net")
-            if (a, b) != (pairs[pair].source, pairs[pair].target):
-                raise ConfigError(f"{e.path}: a and b must be the pair's source and target "
-                                  f"({pairs[pair].source}, {pairs[pair].target}), got ({a}, {b})")
-            if kind == "subset" and pairs[pair].classes is None:
-                raise ConfigError(f"{e.key('pair')}: pair {pair!r} has no classes; Exp. 2 fits g on a class subset")
-            if kind == "components" and pairs[pair].classes is not None:
-                raise ConfigError(f"{e.key('pair')}: pair {pair!r} is fitted on a class subset; Exp. 1 needs all classes")
-            if nets[a].task != nets[b].task:
-                raise ConfigError(f"{e.path}: a and b must be trained on the same task")
-            out[kind][name] = {"pair": pair, "a": a, "b": b,
-                               "paper": _paper_key(e, paper.TABLE3 if kind == "components" else paper.TABLE4)}
-    for name in s.mapping("diagnosis", {}):
-        e = s.sub("diagnosis").sub(name)
-        e.done(("weak", "strong", "blind_spots", "unreliable"))
-        weak, strong = e.name("weak", nets, "net"), e.name("strong", nets, "net")
-        blind, unrel = e.name("blind_spots", pairs, "pair"), e.name("unreliable", pairs, "pair")
-        if (pairs[blind].source, pairs[blind].target) != (weak, strong):
-            raise ConfigError(f"{e.key('blind_spots')}: pair {blind!r} must reconstruct the strong net from the weak one")
-        if (pairs[unrel].source, pairs[unrel].target) != (strong, weak):
-            raise ConfigError(f"{e.key('unreliable')}: pair {unrel!r} must reconstruct the weak net from the strong one")
-        if pairs[blind].target_layer != pairs[unrel].source_layer or pairs[blind].source_layer != pairs[unrel].target_layer:
-            raise ConfigError(f"{e.path}: the two pairs must use the same two layers in opposite directions")
-        if nets[weak].task != nets[strong].task:
-            raise ConfigError(f"{e.path}: weak and strong must be trained on the same task")
-        out["diagnosis"][name] = {"weak": weak, "strong": strong, "blind_spots": blind, "unreliable": unrel}
-    return out
+def same_images(cfg: Config, a: Population, b: Population, where: str) -> None:
+    """Pairs compare features of the same images: the two nets' tasks must use the same datasets."""
+    if cfg.tasks[a.task].datasets != cfg.tasks[b.task].datasets:
+        raise ConfigError(f"{where}: nets.{a.name} and nets.{b.name} must see the same images: their tasks use "
+                          f"datasets {list(cfg.tasks[a.task].datasets)} and {list(cfg.tasks[b.task].datasets)}")

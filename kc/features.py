@@ -29,8 +29,6 @@ batch; the stored arrays are never changed.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +36,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kc.consistency import _progress, _tqdm
-from kc.io import write_json
+from kc.io import atomic_dir, write_json
+from kc.util import progress_bar as _tqdm
+from kc.util import show_progress as _progress
 
 FLOAT16_MAX = 65504.0
 
@@ -54,7 +53,13 @@ class FeatureArray:
                  size: tuple[int, int] | None = None, normalise: bool = True):
         """``mean``/``std``: scalars or one value per channel; ``normalise=False`` reads raw values."""
         self.path = Path(path)
-        self._data = np.load(self.path, mmap_mode="r")
+        try:
+            self._data = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"feature array {self.path} does not exist (run the stage that extracts it)") from None
+        except (ValueError, OSError, EOFError) as exc:  # truncated ("mmap length is greater than file size"), bad header
+            raise ValueError(f"feature array {self.path} is damaged ({exc}); delete its store and rerun the stage "
+                             "that extracts it") from None
         self.rows = np.arange(len(self._data)) if rows is None else np.asarray(rows, dtype=np.int64)
         c = self._data.shape[1]
         mean, std = (mean, std) if normalise else (0.0, 1.0)
@@ -113,8 +118,12 @@ class FeatureStore:
         self.path = Path(path)
         meta_path = self.path / "meta.json"
         if not meta_path.is_file():
-            raise FileNotFoundError(f"feature store {self.path} has no meta.json (run its extract stage)")
-        self.meta = json.loads(meta_path.read_text())
+            raise FileNotFoundError(f"feature store {self.path} has no meta.json (run the stage that extracts it)")
+        try:
+            self.meta = json.loads(meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ValueError(f"feature store {self.path}: meta.json is damaged; delete the store and rerun the "
+                             "stage that extracts it") from None
 
     @property
     def layers(self) -> list[str]:
@@ -125,8 +134,12 @@ class FeatureStore:
             raise KeyError(f"feature store {self.path} holds layers {self.layers}, not {layer!r}")
         return self.meta["layers"][layer]
 
-    def array(self, layer: str, split: str, *, rows=None, size=None, normalise: bool = True) -> FeatureArray:
-        info = self._layer(layer)
+    def array(self, layer: str, split: str, *, rows=None, size=None, normalise: bool = True,
+              stats: "FeatureStore | None" = None) -> FeatureArray:
+        """``split`` of ``layer``; normalised with this store's statistics, or with those of ``stats``
+        (another store of the same net, e.g. the images g was fitted on)."""
+        info = (stats or self)._layer(layer)
+        self._layer(layer)
         return FeatureArray(self.path / layer / f"{split}.npy", info["mean"], info["std"], rows=rows, size=size,
                             normalise=normalise)
 
@@ -166,13 +179,10 @@ def extract(model: torch.nn.Module, layers: list[str], splits: dict[str, Any], o
     model = model.to(device).eval()
     feats = _extractor(model, layers).to(device).eval()
     np_dtype = np.dtype(dtype)
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     show = _progress(progress)
     info: dict[str, dict] = {}
     counts = {}
-    try:
+    with atomic_dir(out_dir) as tmp:
         for split, (images, labels, index) in splits.items():
             n = len(images)
             counts[split] = n
@@ -215,14 +225,4 @@ def extract(model: torch.nn.Module, layers: list[str], splits: dict[str, Any], o
             arrays.clear()
         meta = {**(meta or {}), "layers": info, "counts": counts}
         write_json(tmp / "meta.json", meta)
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-            out_dir.rename(old / "x")
-            tmp.rename(out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out_dir)
-        return meta
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    return meta

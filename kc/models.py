@@ -11,7 +11,9 @@ with batch norm, 10 convolutions) and ``resnet_s`` (ResNet-18's layout of torchv
 widths 16-32-32-32: deeper and stronger), all for 28-32 px inputs, with two named layers each whose
 maps are 32 x 7 x 7 at 28 px.
 
-Features are taken after the ReLU that follows a convolution (what the next layer reads).
+Layer names: ``kc.archs`` (``conv4_3`` = ``conv4_3_post``, after the ReLU that follows the
+convolution, what the next layer reads; ``conv4_3_pre``, before the activation, as the authors'
+code taps it), or any torchvision graph-node name.
 ``build`` and ``split`` make every ReLU out-of-place, so that ``lower``'s output is never modified
 by ``upper``. ``lower`` and ``upper`` share the model's parameters (deep-copy ``upper`` to fine-tune
 it without touching the model).
@@ -23,40 +25,7 @@ from collections import OrderedDict
 import torch
 from torch import fx, nn
 
-PAPER_ARCHS = ("alexnet", "vgg16", "resnet18", "resnet34", "resnet50")
-SMALL_ARCHS = ("alexnet_s", "vgg_s", "resnet_s")
-ARCHS = PAPER_ARCHS + SMALL_ARCHS
-
-_VGG16_BLOCKS = (2, 2, 3, 3, 3)
-
-
-def _vgg16_aliases() -> dict[str, str]:
-    """convX_Y -> the node of its ReLU in torchvision's vgg16_bn ``features`` (conv, bn, relu; pools)."""
-    aliases, index = {}, 0
-    for block, convs in enumerate(_VGG16_BLOCKS, start=1):
-        for conv in range(1, convs + 1):
-            aliases[f"conv{block}_{conv}"] = f"features.{index + 2}"
-            index += 3
-        index += 1  # max pool
-    return aliases
-
-
-_RESNET_ALIASES = {"layer1": "layer1", "layer2": "layer2", "layer3": "layer3", "layer4": "layer4",
-                   "last14": "layer3"}
-ALIASES: dict[str, dict[str, str]] = {
-    "alexnet": {"conv1": "features.1", "conv2": "features.4", "conv3": "features.7",
-                "conv4": "features.9", "conv5": "features.11"},
-    "vgg16": _vgg16_aliases(),
-    "resnet18": _RESNET_ALIASES, "resnet34": _RESNET_ALIASES, "resnet50": _RESNET_ALIASES,
-    "alexnet_s": {f"conv{i}": f"features.relu{i}" for i in range(1, 6)},
-    "vgg_s": {f"conv{b}_{c}": f"features.block{b}.relu{c}" for b, n in ((1, 2), (2, 2), (3, 3), (4, 3))
-              for c in range(1, n + 1)},
-    "resnet_s": {"layer1": "layer1", "layer2": "layer2", "layer3": "layer3", "layer4": "layer4"},
-}
-# The two layers per net that the studies use by default (paper: conv4/conv5, conv4_3/conv5_3, layer3).
-STUDY_LAYERS = {"alexnet": ("conv4", "conv5"), "vgg16": ("conv4_3", "conv5_3"), "resnet18": ("layer3",),
-                "resnet34": ("layer3",), "resnet50": ("layer3",), "alexnet_s": ("conv4", "conv5"),
-                "vgg_s": ("conv3_3", "conv4_3"), "resnet_s": ("layer3", "layer4")}
+from kc.archs import ALIASES, ARCHS, INPUT, PAPER_ARCHS, SMALL_ARCHS, STUDY_LAYERS, TAPS  # noqa: F401 (re-exported)
 
 
 class AlexNetS(nn.Module):
@@ -229,9 +198,10 @@ def split(model: nn.Module, layer: str) -> tuple[nn.Module, nn.Module]:
             cut = node
     if cut is None or cut.op == "placeholder":
         arch = getattr(model, "kc_arch", None)
-        aliases = ", ".join(ALIASES.get(arch, {})) or "none"
-        raise ValueError(f"unknown layer {layer!r} for {arch or type(model).__name__}; aliases: {aliases}; "
-                         "or any graph-node name from kc.models.node_names(model)")
+        aliases = ", ".join(TAPS.get(arch, {})) or "none"
+        raise ValueError(f"unknown layer {layer!r} for {arch or type(model).__name__}; aliases: {aliases} "
+                         "(each also as <alias>_pre / <alias>_post); or any graph-node name from "
+                         "kc.models.node_names(model)")
     nodes = list(graph.nodes)
     position = {n: i for i, n in enumerate(nodes)}
     output = next(n for n in nodes if n.op == "output")
@@ -294,3 +264,87 @@ def feature_shape(model: nn.Module, layer: str, image_shape: tuple[int, int, int
         shape = tuple(lower(torch.zeros(1, *image_shape)).shape[1:])
     model.train(was)
     return shape
+
+
+# ------------------------------------------------------------------------------------------------
+# Wrappers and splicing (kc.compare)
+# ------------------------------------------------------------------------------------------------
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside DataParallel / DistributedDataParallel / ``torch.compile`` wrappers."""
+    while True:
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):  # torch.compile
+            model = model._orig_mod
+        else:
+            return model
+
+
+class _Output(nn.Module):
+    def __init__(self, module: nn.Module, key: str):
+        super().__init__()
+        self.module, self.key = module, key
+
+    def forward(self, x):
+        return self.module(x)[self.key]
+
+
+class Spliced(nn.Module):
+    """x -> upper_b(denormalise_b(g(resize(normalise_a(lower_a(x)))))): B's upper layers on g(x_A).
+
+    ``g`` stays in eval mode (its running Σ) whatever ``train()`` is called with.
+    """
+
+    def __init__(self, lower_a: nn.Module, g: nn.Module, upper_b: nn.Module, source_stats, target_stats,
+                 size=None, pool: bool = False):
+        super().__init__()
+        self.lower_a, self.g, self.upper_b = lower_a, g, upper_b
+        self.size = tuple(size) if size is not None else None
+        self.pool = bool(pool)
+        for name, (mean, std) in (("source", source_stats), ("target", target_stats)):
+            std = float(std)
+            self.register_buffer(f"{name}_mean", torch.tensor(float(mean)))
+            self.register_buffer(f"{name}_std", torch.tensor(std if std > 0 else 1.0))
+        self.g.eval()
+
+    def train(self, mode: bool = True) -> "Spliced":
+        super().train(mode)
+        self.g.eval()
+        return self
+
+    def forward(self, x: torch.Tensor):
+        f = self.lower_a(x)
+        while not torch.is_tensor(f):  # a tuple/list/dict-valued node: its first tensor
+            f = next(iter(f.values())) if isinstance(f, dict) else f[0]
+        if self.pool:
+            f = f.mean((2, 3)) if f.dim() == 4 else f.mean(1) if f.dim() == 3 else f
+        f = (f - self.source_mean) / self.source_std
+        if self.size is not None and f.dim() == 4 and tuple(f.shape[-2:]) != self.size:
+            f = nn.functional.interpolate(f, size=self.size, mode="bilinear", align_corners=False)
+        f = self.g(f)
+        return self.upper_b(f * self.target_std + self.target_mean)
+
+
+def splice(model_b: nn.Module, layer_b: str, g: nn.Module, model_a: nn.Module, layer_a: str, *,
+           source_stats: tuple[float, float] = (0.0, 1.0), target_stats: tuple[float, float] = (0.0, 1.0),
+           size: tuple[int, int] | None = None, pool: bool = False) -> Spliced:
+    """B's layers above ``layer_b`` fed with g(A's feature at ``layer_a``), as one nn.Module.
+
+    x -> upper_b(g(resize(f_a - m_a) / s_a) * s_b + m_b) with f_a = lower_a(x) (``split``), the scalar
+    normalisation of footnote 2 (``source_stats``/``target_stats`` = (mean, std), e.g. from
+    ``kc.compare``), ``size``: resize the normalised source map to (H, W) (bilinear) when it differs,
+    ``pool``: average the source over positions/tokens first (vector g). ``Comparison.spliced`` passes
+    all of these. The parts share the models' parameters.
+    """
+    model_a, model_b = unwrap(model_a), unwrap(model_b)
+    try:
+        lower_a, _ = split(model_a, layer_a)
+    except ValueError as exc:  # a node inside a block (a skip connection crosses it): A's lower part only
+        if "cannot split" not in str(exc):
+            raise
+        from torchvision.models.feature_extraction import create_feature_extractor
+        _out_of_place(model_a)
+        lower_a = _Output(create_feature_extractor(model_a, {resolve_layer(model_a, layer_a): "out"},
+                                                   suppress_diff_warning=True), "out")
+    _, upper_b = split(model_b, layer_b)
+    return Spliced(lower_a, g, upper_b, source_stats, target_stats, size=size, pool=pool)

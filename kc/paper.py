@@ -51,12 +51,33 @@ TABLE4 = {
 DIAGNOSIS = {"weak": 60.3, "weak_without_unreliable": 65.6, "blind_spots_gain": 16.1,
              "weak_net": 56.97, "strong_net": 73.09}
 
-# The paper's qualitative claims that the report checks on each run.
+# Which column of Tables 1-2 a (architecture, layer) stands for; the CPU-sized families stand for
+# the paper's nets at the corresponding depth.
+TABLE1_COLUMNS = {
+    ("alexnet", "conv4"): "conv4 @ AlexNet", ("alexnet", "conv5"): "conv5 @ AlexNet",
+    ("vgg16", "conv4_3"): "conv4-3 @ VGG-16", ("vgg16", "conv5_3"): "conv5-3 @ VGG-16",
+    ("resnet34", "layer3"): "last conv @ ResNet-34",
+    ("alexnet_s", "conv4"): "conv4 @ AlexNet", ("alexnet_s", "conv5"): "conv5 @ AlexNet",
+    ("vgg_s", "conv3_3"): "conv4-3 @ VGG-16", ("vgg_s", "conv4_3"): "conv5-3 @ VGG-16",
+    ("resnet_s", "layer4"): "last conv @ ResNet-34",
+}
+TABLE3_COLUMNS = {
+    ("vgg16", "conv4_3"): "VGG-16 conv4-3", ("vgg16", "conv5_2"): "VGG-16 conv5-2",
+    ("resnet18", "layer3"): "ResNet-18", ("resnet34", "layer3"): "ResNet-34", ("resnet50", "layer3"): "ResNet-50",
+    ("vgg_s", "conv3_3"): "VGG-16 conv4-3", ("vgg_s", "conv4_3"): "VGG-16 conv5-2", ("resnet_s", "layer4"): "ResNet-18",
+}
+
+
+def column(table: dict, arch: str, layer: str) -> str | None:
+    return table.get((arch, layer))
+
+
+# The paper's claims that the report checks on each run; each study decides some of them.
 CLAIMS = {
     1: "low orders carry most of the reconstructed energy: Var(x^(0)) > Var(x^(1)) > Var(x^(2)) (Table 2)",
     2: "deeper layers are less stable than shallower ones (Table 1)",
-    3: "refined features match or beat both baselines (Table 3)",
-    4: "on the subset task, g(x_A) beats x_A and x_B (Table 4)",
+    3: "features refined by knowledge consistency match or beat both baselines (Table 3)",
+    4: "on a class subset, g(x_A) beats x_A and x_B (Table 4)",
     5: "adding blind spots helps the weak net, and removing unreliable features helps it (Section 4.1)",
     6: "more pruning discards more knowledge (larger Var(x^Δ)) and costs more accuracy (Fig. 4 left)",
     7: "blind spots shrink over born-again generations (Fig. 4 right)",

@@ -28,8 +28,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from kc.consistency import _progress, _tqdm
-from kc.io import atomic_torch_save, resolve_device
+from kc.io import atomic_torch_save
+from kc.util import autocast, resolve_device
+from kc.util import progress_bar as _tqdm
+from kc.util import show_progress as _progress
 
 SCHEDULES = ("cosine", "step", "constant")
 CHECKPOINT_VERSION = 1
@@ -46,6 +48,7 @@ class TrainConfig:
     schedule: str = "cosine"          # cosine | step (x0.1 at 50 % and 75 %) | constant
     seed: int = 0                     # order of the training batches and dropout masks
     eval_batch_size: int = 512
+    eval_every: int = 0               # test accuracy every N epochs (0: after the last epoch only)
     device: str = "auto"              # auto | cpu | cuda | cuda:N
     amp: bool = True                  # mixed precision on CUDA
     channels_last: bool = True        # on CUDA
@@ -55,8 +58,8 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if isinstance(self.epochs, int) and self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if isinstance(self.eval_every, bool) or not isinstance(self.eval_every, int) or self.eval_every < 0:
+            raise ValueError(f"eval_every must be an integer >= 0, got {self.eval_every!r}")
         for name in ("lr", "momentum", "weight_decay"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
@@ -107,13 +110,6 @@ def _all_sum(values: list[float], device: torch.device) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.tolist()
-
-
-def _amp_context(device: torch.device, enabled: bool):
-    if device.type == "cuda" and enabled:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast(device.type, enabled=False)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -169,24 +165,38 @@ def _lr_factor(schedule: str, step: int, total: int) -> float:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data, batch_size: int = 512, device: str | torch.device = "cpu",
-             amp: bool = True) -> dict[str, float]:
-    """Top-1 accuracy and mean cross-entropy of ``model`` on an ImageSet (sharded under DDP)."""
+             amp: bool = True, per_image: bool = False) -> dict:
+    """Top-1 accuracy and mean cross-entropy of ``model`` on an ImageSet (sharded under DDP).
+
+    ``per_image``: also ``"correct"``, a bool array with one entry per image in the set's order
+    (single process only), for paired comparisons of classifiers on the same test images.
+    """
     device = torch.device(device)
-    if dist.is_initialized() and dist.get_world_size() > 1:
+    sharded = dist.is_initialized() and dist.get_world_size() > 1
+    if per_image and sharded:
+        raise ValueError("per_image evaluation runs in one process (call it on rank 0 outside DDP)")
+    if sharded:
         data = data.subset(np.arange(dist.get_rank(), len(data), dist.get_world_size()))
     was = model.training
     model.eval()
     correct = loss = count = 0.0
+    hits = []
     for x, y in data.batches(batch_size):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with _amp_context(device, amp):
+        with autocast(device, amp):
             logits = model(x)
         loss += float(F.cross_entropy(logits.float(), y, reduction="sum"))
-        correct += float((logits.argmax(1) == y).sum())
+        hit = logits.argmax(1) == y
+        correct += float(hit.sum())
         count += len(y)
+        if per_image:
+            hits.append(hit.cpu().numpy())
     model.train(was)
     correct, loss, count = _all_sum([correct, loss, count], device)
-    return {"accuracy": correct / count, "loss": loss / count}
+    out = {"accuracy": correct / count, "loss": loss / count}
+    if per_image:
+        out["correct"] = np.concatenate(hits) if hits else np.zeros(0, dtype=bool)
+    return out
 
 
 def train(model: nn.Module, train_set, test_set=None, cfg: TrainConfig | None = None, *,
@@ -236,7 +246,7 @@ def train(model: nn.Module, train_set, test_set=None, cfg: TrainConfig | None = 
                 group["lr"] = cfg.lr * _lr_factor(cfg.schedule, step, total)
             x = x.to(device, non_blocking=True, memory_format=memory_format)
             y = y.to(device, non_blocking=True)
-            with _amp_context(device, use_amp):
+            with autocast(device, bool(use_amp)):
                 logits = net(x)
                 loss = F.cross_entropy(logits.float(), y)
                 if teacher is not None:
@@ -264,7 +274,7 @@ def train(model: nn.Module, train_set, test_set=None, cfg: TrainConfig | None = 
         loss_sum, correct, count = _all_sum(sums, device)
         row = {"epoch": epoch, "lr": cfg.lr * _lr_factor(cfg.schedule, step, total),
                "loss": loss_sum / count, "train_accuracy": correct / count}
-        if test_set is not None:
+        if test_set is not None and (epoch == cfg.epochs or (cfg.eval_every and epoch % cfg.eval_every == 0)):
             ev = evaluate(model, test_set, cfg.eval_batch_size, device, use_amp)
             row.update(test_accuracy=ev["accuracy"], test_loss=ev["loss"])
         row["seconds"] = time.perf_counter() - t0
@@ -290,6 +300,8 @@ def save_checkpoint(path, model: nn.Module, *, arch: str, num_classes: int, in_c
     Everything is plain tensors, numbers, strings, lists and dicts: loads with weights_only=True.
     """
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if "history" in extra:  # wall-clock seconds would make the same weights hash differently
+        extra["history"] = [{k: v for k, v in row.items() if k != "seconds"} for row in extra["history"]]
     blob = {"kc_checkpoint": CHECKPOINT_VERSION, "arch": arch, "num_classes": int(num_classes),
             "in_channels": int(in_channels), "state_dict": state, "config": config or {}, **extra}
     atomic_torch_save(blob, path)

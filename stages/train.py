@@ -1,11 +1,16 @@
-"""Stage train@<net>: train a backbone from scratch on its task (seeded; half splits for Case 2).
+"""Stage train@<population>: every net of a population from scratch (seeds: Case 1; halves: Case 2).
 
-Command: python stages/train.py vgg_s_seed0    (KC_NPROC=4: DistributedDataParallel on 4 processes)
-Reads:   params.yaml (seed, train, nets.<net>, tasks.<task>); data/prepared/
-Writes:  data/nets/<net>.pt (checkpoint), metrics/nets/<net>.json (test accuracy)
-Default: 5-25 s per net on 2 cores (3 epochs over 12000 images).
+Command: python stages/train.py vgg_s      (KC_NPROC=4: DistributedDataParallel on 4 processes)
+Reads:   params.yaml (seed, train, nets.<population>, tasks.<task>); data/tasks/<task>, data/prepared/<dataset>
+Writes:  data/nets/<population>/<net>.pt, metrics/nets/<population>.json (train and test accuracy, gap),
+         results/nets/<population>.npz (per-image test correctness)
+Default: 20-60 s per population of 7 nets on 2 cores.
 """
-from kc.cli import stage
-from kc.pipeline import train_net
+from kc.launch import forward
 
-stage(train_net, lambda cfg: {k: v for k, v in cfg.nets.items() if v.kind == "scratch"}, distributed=True)
+forward()  # run in a process forked from a warm server (kc.launch): torch is already loaded
+
+from kc.stage import run_stage
+from kc.pipeline.nets import train_population
+
+run_stage(train_population, lambda cfg: cfg.nets, distributed=True, kind="nets")

@@ -1,16 +1,18 @@
-"""Classifier heads of the refinement and diagnosis experiments: only the classifier learns."""
+"""Classifiers on frozen features (refinement and diagnosis experiments): only the classifier learns."""
 import copy
 
 import numpy as np
 import torch
 
 from helpers import synthetic_images
+from kc.config import ClassifierSpec
 from kc.consistency import ConsistencyNet, fit
 from kc.features import extract, FeatureStore
 from kc.models import build, split
-from kc.studies import BlindSpotClassifier, PairFeatures, RestrictLogits, diagnose, refine_components, refine_subset
+from kc.classifiers import (BlindSpotClassifier, RestrictLogits, Row, component_inputs, concat_inputs, raw_inputs,
+                            residual_inputs, run_rows)
 
-RECIPE = {"epochs": 1, "batch_size": 16, "lr": 0.05}
+RECIPE = ClassifierSpec(epochs=1, batch_size=16, lr=0.05)
 
 
 def _setup(tmp_path):
@@ -27,13 +29,11 @@ def _setup(tmp_path):
     return nets, stores
 
 
-def _pair(stores, src, tgt, s_layer, t_layer, split_name, rows=None):
+def _views(stores, src, tgt, s_layer, t_layer, split_name):
+    """(source, target normalised; source, target raw; labels) of two stores on one split."""
     s, t = stores[src], stores[tgt]
-    labels = s.labels(split_name)
-    rows = np.arange(len(labels)) if rows is None else rows
-    return PairFeatures(s.array(s_layer, split_name, rows=rows), t.array(t_layer, split_name, rows=rows),
-                        s.array(s_layer, split_name, rows=rows, normalise=False),
-                        t.array(t_layer, split_name, rows=rows, normalise=False), labels[rows])
+    return (s.array(s_layer, split_name), t.array(t_layer, split_name), s.array(s_layer, split_name, normalise=False),
+            t.array(t_layer, split_name, normalise=False), s.labels(split_name))
 
 
 def _snapshot(*modules):
@@ -44,41 +44,41 @@ def _same(before, modules):
     return all(torch.equal(v, m.state_dict()[k]) for s, m in zip(before, modules) for k, v in s.items())
 
 
-def test_components_and_subset_keep_g_and_backbones_frozen(tmp_path):
+def test_rows_train_only_the_classifier_and_score_every_test_image(tmp_path):
     nets, stores = _setup(tmp_path)
-    train_d, test_d = _pair(stores, "a", "b", "conv4_3", "conv4_3", "train"), _pair(stores, "a", "b", "conv4_3", "conv4_3", "test")
+    tr = _views(stores, "a", "b", "conv4_3", "conv4_3", "train")
+    te = _views(stores, "a", "b", "conv4_3", "conv4_3", "test")
     g = ConsistencyNet(32, 32, K=2)
-    fit(g, train_d.source, train_d.target, epochs=1, batch_size=16, progress=False)
+    fit(g, tr[0], tr[1], epochs=1, batch_size=16, progress=False)
     upper_a, upper_b = split(nets["a"][0], "conv4_3")[1], split(nets["b"][0], "conv4_3")[1]
     frozen = [g, nets["a"][0], nets["b"][0]]
     before = _snapshot(*frozen)
-    rows = refine_components(g, upper_a, upper_b, train_d, test_d, RECIPE)
-    assert set(rows) == {"a", "b", "x0", "x0+x1", "x0+x1+x2"}
-    assert all(0 <= r["test_accuracy"] <= 1 for r in rows.values())
+    rows = {"a": lambda: Row(copy.deepcopy(upper_a), raw_inputs(tr[2]), raw_inputs(te[2])),
+            "x0+x1+x2": lambda: Row(copy.deepcopy(upper_b), component_inputs(g, tr[0], tr[1]), component_inputs(g, te[0], te[1])),
+            "subset": lambda: Row(RestrictLogits(copy.deepcopy(upper_b), [1, 3]), raw_inputs(tr[3]), raw_inputs(te[3]))}
+    sub = (tr[4] % 2).astype(np.int64)
+    correct = run_rows(rows, sub, (te[4] % 2).astype(np.int64), RECIPE, seeds=(0, 1))
+    assert set(correct) == set(rows)
+    assert all(c.shape == (2, 32) and c.dtype == bool for c in correct.values())     # (seeds, test images)
     assert _same(before, frozen)
-    sub = np.flatnonzero(np.isin(stores["a"].labels("train"), [1, 3]))
-    sub_test = np.flatnonzero(np.isin(stores["a"].labels("test"), [1, 3]))
-    tr = _pair(stores, "a", "b", "conv4_3", "conv4_3", "train", sub)
-    te = _pair(stores, "a", "b", "conv4_3", "conv4_3", "test", sub_test)
-    tr.labels, te.labels = (tr.labels == 3).astype(np.int64), (te.labels == 3).astype(np.int64)
-    rows = refine_subset(g, upper_a, upper_b, [1, 3], tr, te, RECIPE)
-    assert set(rows) == {"a", "b", "g"}
-    assert _same(before, frozen)
+    again = run_rows({"a": rows["a"]}, sub, (te[4] % 2).astype(np.int64), RECIPE, seeds=(0, 1))
+    np.testing.assert_array_equal(again["a"], correct["a"])                          # seeded: the same answers
 
 
-def test_diagnosis_keeps_everything_but_the_classifier_frozen(tmp_path):
-    nets, stores = _setup(tmp_path)
-    blind = [_pair(stores, "w", "b", "conv5", "conv4_3", s) for s in ("train", "test")]
-    unrel = [_pair(stores, "b", "w", "conv4_3", "conv5", s) for s in ("train", "test")]
-    g_blind, g_unrel = ConsistencyNet(32, 32, K=1), ConsistencyNet(32, 32, K=1)
-    fit(g_blind, blind[0].source, blind[0].target, epochs=1, progress=False)
-    fit(g_unrel, unrel[0].source, unrel[0].target, epochs=1, progress=False)
-    frozen = [g_blind, g_unrel, nets["w"][0], nets["b"][0]]
-    before = _snapshot(*frozen)
-    rows = diagnose(g_blind, g_unrel, split(nets["w"][0], "conv5")[1], split(nets["b"][0], "conv4_3")[1],
-                    blind[0], blind[1], unrel[0], unrel[1], RECIPE)
-    assert set(rows) == {"weak", "weak_plus_blind_spots", "weak_without_unreliable", "strong"}
-    assert _same(before, frozen)
+def test_components_are_mapped_back_to_the_target_scale(tmp_path):
+    """A g that reproduces its input exactly feeds the upper layers the target's raw feature (not the
+    normalised one): the classifier reads what the net's own upper layers read."""
+    _, stores = _setup(tmp_path)
+    source, target, _, target_raw, _ = _views(stores, "b", "b", "conv4_3", "conv4_3", "test")
+    g = ConsistencyNet(32, 32, K=0, kernel_size=1)
+    with torch.no_grad():
+        g.weights[0].weight.copy_(torch.eye(32).view(32, 32, 1, 1))
+    idx = np.arange(8)
+    torch.testing.assert_close(component_inputs(g, source, target)(idx), target_raw.raw(idx), rtol=1e-3, atol=1e-3)
+    delta = residual_inputs(g, source, target)(idx)
+    assert float(delta.abs().max()) < 1e-4                                         # nothing left unexplained
+    both = concat_inputs(raw_inputs(target_raw), residual_inputs(g, source, target))(idx)
+    assert both.shape == (8, 64, 7, 7)
 
 
 def test_heads_start_as_the_upper_layers():

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from helpers import synthetic_images
 from kc.models import build
-from kc.train import (TrainConfig, apply_masks, kd_loss, load_checkpoint, prunable, prune_masks, pruned_fraction,
+from kc.train import (TrainConfig, apply_masks, evaluate, kd_loss, load_checkpoint, prunable, prune_masks, pruned_fraction,
                       save_checkpoint, train)
 
 
@@ -28,8 +28,22 @@ def test_training_learns_and_records_history():
     model = build("vgg_s", 4)
     result = train(model, data, data, _cfg(epochs=2), progress=False)
     assert [r["epoch"] for r in result["history"]] == [1, 2]
-    assert {"loss", "train_accuracy", "test_accuracy", "lr", "seconds"} <= set(result["history"][0])
+    assert {"loss", "train_accuracy", "lr", "seconds"} <= set(result["history"][0])
+    assert "test_accuracy" not in result["history"][0]           # by default the test set is scored once, at the end
+    assert "test_accuracy" in result["history"][1]
     assert result["test_accuracy"] > 0.9                         # an easy planted task
+    every = train(build("vgg_s", 4), data, data, _cfg(epochs=2, eval_every=1), progress=False)
+    assert all("test_accuracy" in r for r in every["history"])
+
+
+def test_per_image_evaluation_matches_the_accuracy():
+    data = synthetic_images(n=64)
+    torch.manual_seed(0)
+    model = build("vgg_s", 4)
+    train(model, data, None, _cfg(epochs=1), progress=False)
+    ev = evaluate(model, data, per_image=True)
+    assert ev["correct"].shape == (64,) and ev["correct"].dtype == bool
+    assert ev["correct"].mean() == pytest.approx(ev["accuracy"])
 
 
 def test_same_seed_same_weights():
