@@ -177,8 +177,8 @@ def percentile_interval(draws: np.ndarray, estimate: float, level: float = LEVEL
                         n: dict | None = None) -> Interval:
     """Percentile bootstrap interval (Efron & Tibshirani 1993, sec. 13.3): the (1-level)/2 and
     (1+level)/2 quantiles of the draws (linear interpolation). Any non-finite draw makes the
-    interval non-finite (nan), which :func:`verdict` reports as "not run" rather than silently
-    dropping the resamples where the statistic is undefined."""
+    interval non-finite (nan), which :func:`verdict` reports as "inconclusive" (the data cannot
+    decide) rather than silently dropping the resamples where the statistic is undefined."""
     draws = np.asarray(draws, dtype=np.float64).reshape(-1)
     if draws.size == 0:
         raise ValueError("draws: empty; need at least one bootstrap draw")
@@ -515,15 +515,18 @@ def trend_interval(levels, per_image_values, statistic: str = "spearman", *, n_i
 def verdict(interval: Interval | None, boundary: float = 0.0, paper_side: str = ">") -> str:
     """The claim's verdict from its interval: "holds" when the whole interval lies on the paper's
     side of ``boundary`` (">": low > boundary; "<": high < boundary), "does not hold" when it lies
-    entirely on the other side, "inconclusive" when it straddles or touches the boundary, and
-    "not run" for None or a non-finite interval."""
+    entirely on the other side, "inconclusive" when it straddles or touches the boundary or is
+    non-finite (the statistic is undefined on some resamples, e.g. a rank correlation of a constant:
+    the run happened and its data cannot decide), and "not run" for None (nothing was measured)."""
     if paper_side not in (">", "<"):
         raise ValueError(f"paper_side: must be '>' or '<', got {paper_side!r}")
     if interval is None:
         return "not run"
     low, high = float(interval.low), float(interval.high)
-    if not (math.isfinite(low) and math.isfinite(high) and math.isfinite(float(boundary))):
-        return "not run"
+    if not math.isfinite(float(boundary)):
+        raise ValueError(f"boundary: must be finite, got {boundary!r}")
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "inconclusive"
     above, below = low > boundary, high < boundary
     if paper_side == ">":
         return "holds" if above else "does not hold" if below else "inconclusive"
