@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Callable, Iterable
 
 from kc.config import ConfigError, load
@@ -72,6 +73,7 @@ def run_stage(func: Callable, entries: Callable | None = None, studies: Iterable
     ``device``: the stage computes with torch (KC_DEVICE is checked before any work).
     """
     args = sys.argv[1:] if argv is None else argv
+    start = time.perf_counter()
     try:
         if distributed:
             _relaunch_distributed(args)
@@ -83,12 +85,14 @@ def run_stage(func: Callable, entries: Callable | None = None, studies: Iterable
             if args:
                 raise ConfigError(f"usage: python {sys.argv[0]} (takes no arguments)")
             func(cfg)
+            _done(kind, None, start)
             return
         name = entry_name(args, kind)
         valid = list(entries(cfg))
         if name not in valid:
             raise ConfigError(f"{name!r} is not a {kind} entry of {params_path()}; valid: {', '.join(valid) or 'none'}")
         func(cfg, name)
+        _done(kind, name, start)
     except known_errors() as exc:
         fail(exc)
     except ValueError as exc:
@@ -97,9 +101,19 @@ def run_stage(func: Callable, entries: Callable | None = None, studies: Iterable
         fail(exc)
 
 
+def _done(kind: str, name: str | None, start: float) -> None:
+    """One line per finished stage with its wall time, so a slow stage is easy to find in a long run."""
+    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        label = os.environ.get("DVC_STAGE") or (f"{kind}@{name}" if name else kind)
+        print(f"[kc] {label} done in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+
+
 def raised_by_kc(exc: BaseException) -> bool:
     """Whether kc itself raised ``exc`` (its checks raise ValueError naming the argument or file), as
     opposed to an error from inside a library, which is a bug to report with its traceback."""
+    marked = getattr(exc, "_kc_raised_by_kc", None)           # raised in a worker (kc.pipeline.workers)
+    if marked is not None:
+        return marked
     tb = exc.__traceback__
     last = None
     while tb is not None:

@@ -32,16 +32,19 @@ from kc.data.catalog import VOC_CLASSES  # noqa: E402
 
 GENERATED = ("dvc.lock", "metrics", "report", "plots", "data", "results")
 FIT_IMAGES = 24        # features.train_images: images g is fitted on
-COMPARE_IMAGES = 24
+COMPARE_IMAGES = 20     # of the 20 fake CUB test images: 15 to fit g, 5 to score it
 
 
 def fake_datasets(base: Path) -> dict[str, Path]:
-    """Roots of the three fake datasets, by source: 4 bird species, 3 dog breeds, the 20 VOC classes."""
+    """Roots of the three fake datasets, by source: 4 bird species, 3 dog breeds, the 20 VOC classes.
+
+    Two training images per class (one per half for Case 2) keep the 224-px nets affordable on a CPU;
+    CUB has 5 test images per class so that the comparison has 20 test images to split."""
     return {
-        "cub200": fake.write_cub(base / "cub", classes=4, train_per_class=4, test_per_class=2, size=(96, 80), seed=1),
-        "stanford_dogs": fake.write_stanford_dogs(base / "dogs", classes=3, train_per_class=4, test_per_class=2,
+        "cub200": fake.write_cub(base / "cub", classes=4, train_per_class=2, test_per_class=5, size=(96, 80), seed=1),
+        "stanford_dogs": fake.write_stanford_dogs(base / "dogs", classes=3, train_per_class=2, test_per_class=2,
                                                   size=(96, 80), seed=2),
-        "voc2012_objects": fake.write_voc2012(base / "voc", classes=list(VOC_CLASSES), train_per_class=2,
+        "voc2012_objects": fake.write_voc2012(base / "voc", classes=list(VOC_CLASSES), train_per_class=1,
                                               test_per_class=1, size=(128, 96), seed=3),
     }
 
