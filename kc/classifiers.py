@@ -162,19 +162,35 @@ def finetune(classifier: nn.Module, train_set: FeatureSet, test_set: FeatureSet,
             "train_accuracy": result["history"][-1]["train_accuracy"]}
 
 
+def cached(make: Maker, n: int, max_bytes: int = 512 * 2**20, batch: int = 500) -> Maker:
+    """``make`` with every sample's input computed once (the classifier rows of one table train several
+    seeds on the same frozen inputs), when they fit in ``max_bytes``; else ``make`` itself."""
+    first = make(np.arange(min(batch, n)))
+    if first.numel() * first.element_size() * n / max(1, len(first)) > max_bytes:
+        return make
+    parts = [first] + [make(np.arange(lo, min(n, lo + batch))) for lo in range(len(first), n, batch)]
+    values = torch.cat(parts)
+    return lambda idx: values[torch.as_tensor(np.asarray(idx, dtype=np.int64))]
+
+
 def run_rows(rows: dict[str, Callable[[], Row]], train_labels, test_labels, recipe, seeds, *,
              device: str = "cpu", progress: bool | None = None) -> dict[str, np.ndarray]:
     """Each row once per classifier seed, side by side on the CPU (kc.pipeline.workers);
     {row: bool array (seeds, test images)}. ``rows[name]()`` builds a fresh Row (a new copy of the
-    upper layers) for each seed."""
+    upper layers) for each seed; a row's inputs are computed once for all its seeds."""
     from kc.pipeline.workers import map_items
 
+    inputs = {}
+    for name, build in rows.items():
+        row = build()
+        inputs[name] = (cached(row.train_inputs, len(train_labels)), cached(row.test_inputs, len(test_labels)))
     jobs = [(name, seed) for name in rows for seed in seeds]
 
     def one(job):
         name, seed = job
-        row = rows[name]()
-        return finetune(row.model, FeatureSet(row.train_inputs, train_labels), FeatureSet(row.test_inputs, test_labels),
+        model = rows[name]().model
+        make_train, make_test = inputs[name]
+        return finetune(model, FeatureSet(make_train, train_labels), FeatureSet(make_test, test_labels),
                         recipe, seed=seed, device=device, progress=progress)["correct"]
     done = dict(zip(jobs, map_items(one, jobs, str(device))))
     return {name: np.stack([done[(name, seed)] for seed in seeds]) for name in rows}

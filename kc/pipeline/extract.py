@@ -9,7 +9,7 @@ Each store holds the set's layers (the taps of every reading a study needs, kc.a
   measured on them.
 Labels are the datasets' own (a task's classes are mapped when read). The classifiers of Tables 3-4
 and Section 4.1 learn on the nets' own training images, whose features their stages extract for the
-occasion (kc.pipeline.pairs.training_data).
+occasion, with every test image (kc.pipeline.pairs.classifier_data).
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from kc.paths import Paths
 from kc.pipeline.env import device, log
 from kc.pipeline.nets import load_net
 from kc.pipeline.tasks import task_object
+from kc.pipeline.workers import map_items
 
 
 def taps(cfg: Config, arch: str, layers, readings) -> list[str]:
@@ -50,6 +51,13 @@ def image_sets(cfg: Config, task_name: str, root=".") -> dict:
             "test": (test_all.subset(tidx), test_all.labels[tidx], tidx)}
 
 
+def all_test_images(cfg: Config, task_name: str, root=".") -> tuple:
+    """Every test image of the task's datasets (the classifiers are scored on all of them):
+    (ImageSet, the datasets' labels, index into the prepared test split)."""
+    everything = Task(task_object(cfg, task_name, root).datasets).load("test")
+    return everything, everything.labels, np.arange(len(everything))
+
+
 def training_images(cfg: Config, task_name: str, root=".") -> tuple:
     """The task's own training images (what its nets learned on), in the datasets' label space:
     (ImageSet, labels, index into the prepared training split)."""
@@ -66,7 +74,7 @@ def extract_nets(cfg: Config, set_name: str, nets: list[NetSpec], layers: list[s
     paths = Paths(root)
     splits = image_sets(cfg, nets[0].task, root)
     with atomic_dir(paths.features(set_name)) as tmp:
-        for net in nets:
+        def one(net: NetSpec) -> None:
             model, _ = load_net(root, net)
             store = extract(model, list(layers), splits, tmp / net.name,
                             meta={"net": net.name, "set": set_name, "arch": net.arch, "task": net.task,
@@ -74,6 +82,7 @@ def extract_nets(cfg: Config, set_name: str, nets: list[NetSpec], layers: list[s
                             batch_size=cfg.features["batch_size"], device=device(), dtype=cfg.features["dtype"])
             shapes = ", ".join(f"{k} {tuple(v['shape'])}" for k, v in store["layers"].items())
             log(f"features of {net.name}: {shapes}; images {store['counts']}")
+        map_items(one, nets, device())                   # side by side on the CPU (kc.pipeline.workers)
 
 
 def extract_population(cfg: Config, name: str, root=".") -> None:

@@ -121,8 +121,8 @@ def make_nets(cfg: Config, set_name: str, nets: list[NetSpec], maker, root=".", 
                 journal.put(key, out / f".{net.name}.correct.npz", ".npz")
                 (out / f".{net.name}.correct.npz").unlink()
             return result
-        done = [r for item in todo for r in map_items(make, [item], device())] if sequential \
-            else map_items(make, todo, device())
+        # one after the other (each may learn from the one before): in this process, with all its threads
+        done = [make(item) for item in todo] if sequential else map_items(make, todo, device())
         for (net, _), (m, c) in zip(todo, done):
             metrics[net.name], correct[net.name] = m, c
             log(f"{net.name}: train accuracy {m['train_accuracy']:.4f}, test {m['test_accuracy']:.4f} "
@@ -162,10 +162,10 @@ def pruned(parent: NetSpec, threshold: float, recipe: Recipe, set_name: str) -> 
 
 def prune(cfg: Config, net: NetSpec, path: Path, root=".") -> tuple[dict, np.ndarray]:
     """Magnitude pruning of net.parent (Han et al. 2016), survivors retrained with the mask held."""
-    model, _ = load_net(root, net.parent)
+    model, parent = load_net(root, net.parent)
     task, train_set, test_set = net_data(cfg, net.parent, root)
     dev = device()
-    before = evaluate(model, test_set, device=dev)["accuracy"]
+    before = parent["metrics"]["test_accuracy"]
     masks = prune_masks(model, net.threshold)
     apply_masks(model, masks)
     fraction = pruned_fraction(model)

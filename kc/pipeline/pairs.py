@@ -101,7 +101,7 @@ def class_rows(store: FeatureStore, split: str, classes, root=".") -> np.ndarray
 
 def pair_data(cfg: Config, pair: Pair, split: str, reading: str, root=".", data_stores=None) -> PairData:
     """The pair's features on ``split`` ("fit" or "test"; "train" with ``data_stores`` from
-    :func:`training_data`) as the reading uses them, normalised with the fit images' statistics."""
+    :func:`classifier_data`) as the reading uses them, normalised with the fit images' statistics."""
     src_store, tgt_store = stores(root, pair)
     src_data, tgt_data = data_stores or (src_store, tgt_store)
     if not np.array_equal(src_data.index(split), tgt_data.index(split)) or \
@@ -125,12 +125,13 @@ def pair_data(cfg: Config, pair: Pair, split: str, reading: str, root=".", data_
 
 
 @contextlib.contextmanager
-def training_data(cfg: Config, pairs: list[Pair], reading: str, root="."):
-    """{pair name: PairData} on the nets' own training images (what the classifiers of Tables 3-4 and
-    Section 4.1 learn on), extracted for the occasion into a temporary store (kc.io staging)."""
+def classifier_data(cfg: Config, pairs: list[Pair], reading: str, root="."):
+    """{pair name: (train, test)} PairData for the classifiers of Tables 3-4 and Section 4.1: the nets'
+    own training images (what they learned on) and every test image of the datasets, their features
+    extracted for the occasion into a temporary store (kc.io staging), normalised like g's inputs."""
     from kc.features import extract
     from kc.io import staging_dir
-    from kc.pipeline.extract import training_images
+    from kc.pipeline.extract import all_test_images, training_images
     from kc.pipeline.nets import load_net
 
     nets, taps = {}, {}
@@ -138,16 +139,17 @@ def training_data(cfg: Config, pairs: list[Pair], reading: str, root="."):
         for net, layer in ((p.source, p.source_layer), (p.target, p.target_layer)):
             nets[net.name] = net
             taps.setdefault(net.name, set()).add(tap_for(net.arch, layer, reading))
-    with tempfile.TemporaryDirectory(prefix="train-features.", dir=staging_dir(Paths(root).features("x"))) as tmp:
+    with tempfile.TemporaryDirectory(prefix="classifier-features.", dir=staging_dir(Path(root) / "data" / "x")) as tmp:
         made = {}
         for name, net in nets.items():
             model, _ = load_net(root, net)
-            extract(model, sorted(taps[name]), {"train": training_images(cfg, net.task, root)}, Path(tmp) / name,
+            splits = {"train": training_images(cfg, net.task, root), "test": all_test_images(cfg, net.task, root)}
+            extract(model, sorted(taps[name]), splits, Path(tmp) / name,
                     meta={"net": name, "datasets": list(cfg.tasks[net.task].datasets)},
                     batch_size=cfg.features["batch_size"], device=device(), dtype=cfg.features["dtype"])
             made[name] = FeatureStore(Path(tmp) / name)
-        yield {p.name: pair_data(cfg, p, "train", reading, root, (made[p.source.name], made[p.target.name]))
-               for p in pairs}
+        yield {p.name: tuple(pair_data(cfg, p, split, reading, root, (made[p.source.name], made[p.target.name]))
+                             for split in ("train", "test")) for p in pairs}
 
 
 def _moments(x: torch.Tensor) -> torch.Tensor:
@@ -257,7 +259,7 @@ def fit_pairs(cfg: Config, pairs: list[Pair], out_dir: Path, reading: str, root=
         fit_data = pair_data(cfg, pair, "fit", reading, root)
         metrics["cka"] = linear_cka(test.source_raw, test.target_raw, seed=cfg.seed)
         metrics["linear_predictivity"] = linear_predictivity(fit_data.source, fit_data.target, test.source, test.target,
-                                                             kernel_size=cfg.fit.kernel_size)
+                                                             kernel_size=cfg.fit.kernel_size, max_rows=20000)
         last = history[-1]
         metrics.update(fit_loss=last["loss"], fit_mse=last["mse"], lam=pair.lam, K=pair.K, test_images=len(test.source),
                        fit_images=len(fit_data.source),

@@ -78,15 +78,24 @@ def manifest(cfg: Config, name: str, root=".") -> dict:
 
 
 def net_data(cfg: Config, net: NetSpec, root=".") -> tuple:
-    """(task, the net's training images, the task's test images): its half of the training set for
-    the nets of Case 2 (a seeded class-stratified division per split index)."""
+    """(task, the net's training images, its test images): its half of the training set for the nets
+    of Case 2 (a seeded class-stratified division per split index); the test images are those the
+    pairs are measured on (``features.test_images``, class-balanced over the datasets' classes, or
+    every one), restricted to the task's classes, so that accuracies and features share their images."""
     task = task_object(cfg, net.task, root)
     rows = np.load(Paths(root).task(net.task) / "train_rows.npy")
     train = task.load("train").subset(rows)
     if net.half is not None:
         division, half = net.half
         train = train.subset(half_split(train.labels, f"half{half}", seed=[cfg.seed, division]))
-    return task, train, task.load("test")
+    test = task.load("test")
+    limit = cfg.features["test_images"]
+    if limit:
+        base = Task(task.datasets).load("test")
+        chosen = np.zeros(len(base), dtype=bool)
+        chosen[stratified_subset(base.labels, limit, seed=cfg.seed)] = True
+        test = test.subset(np.flatnonzero(chosen[np.flatnonzero(task.task_labels(base.labels) >= 0)]))
+    return task, train, test
 
 
 def check_prepared(cfg: Config, root=".") -> None:

@@ -7,8 +7,8 @@ The default's nets and g's are small: PyTorch spreads one small convolution over
 stage, with one thread, as many at once as there are cores. An item always runs with one thread,
 whatever the number of cores, so its result does not depend on the machine's size (on one machine,
 the same bytes). On CUDA, under DistributedDataParallel, or with KC_WORKERS=1, items run one after
-the other in the stage's own process. A failing item stops the stage with its own error: one line
-for kc's known errors, the child's traceback for a bug.
+the other in the stage's own process. A failing item stops the stage with its own exception (the
+child's traceback attached as a note): one line for kc's known errors, the traceback for a bug.
 """
 from __future__ import annotations
 
@@ -56,7 +56,8 @@ def map_items(fn: Callable, items: Sequence, device: str = "cpu") -> list:
     try:
         for index, item in enumerate(items):
             while len(running) >= limit:
-                failure = failure or _reap(running, results)
+                error = _reap(running, results)
+                failure = failure or error
             if failure is not None:
                 break
             out = folder / f"{index}.pkl"
@@ -83,7 +84,8 @@ def map_items(fn: Callable, items: Sequence, device: str = "cpu") -> list:
                         os._exit(code)
             running[pid] = (index, out)
         while running:
-            failure = failure or _reap(running, results)
+            error = _reap(running, results)
+            failure = failure or error
     finally:
         for pid in list(running):
             os.waitpid(pid, 0)
@@ -106,6 +108,8 @@ def _reap(running: dict, results: list) -> BaseException | None:
         results[index] = payload[1]
         return None
     _, exc, text, from_kc = payload
-    if exc is not None and from_kc:
-        return exc
-    return WorkerError(f"a worker failed:\n{text}")
+    if exc is None:
+        return WorkerError(f"a worker failed:\n{text}")
+    exc.add_note(f"in a worker process:\n{text}")
+    exc._kc_raised_by_kc = from_kc          # kc.stage: one line for kc's own errors, the traceback for a bug
+    return exc

@@ -65,7 +65,7 @@ def run(cfg: Config, name: str, root=".") -> dict:
     from kc.paths import Paths
     from kc.pipeline.env import device, log
     from kc.pipeline.nets import upper_layers
-    from kc.pipeline.pairs import fit_pairs, pair_data, training_data
+    from kc.pipeline.pairs import classifier_data, fit_pairs
     from kc.pipeline.tasks import task_object
 
     entry = cfg.studies[KEY][name]
@@ -78,10 +78,9 @@ def run(cfg: Config, name: str, root=".") -> dict:
         results = fit_pairs(cfg, [blind, unreliable], tmp, cfg.reading, root, stage=f"diagnose@{name}")
         g_blind, _ = load(tmp / f"{blind.name}.pt")
         g_unrel, _ = load(tmp / f"{unreliable.name}.pt")
-        b_test, u_test = pair_data(cfg, blind, "test", cfg.reading, root), pair_data(cfg, unreliable, "test", cfg.reading, root)
         trained_on = contextlib.ExitStack()
-        train = trained_on.enter_context(training_data(cfg, [blind, unreliable], cfg.reading, root))
-        b_train, u_train = train[blind.name], train[unreliable.name]
+        data = trained_on.enter_context(classifier_data(cfg, [blind, unreliable], cfg.reading, root))
+        (b_train, b_test), (u_train, u_test) = data[blind.name], data[unreliable.name]
         y_train, y_test = task.task_labels(b_train.labels), task.task_labels(b_test.labels)
         keep = np.flatnonzero(y_test >= 0)
         upper_weak = upper_layers(root, blind.source, tap_for(blind.source.arch, blind.source_layer, cfg.reading))

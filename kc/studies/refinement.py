@@ -64,16 +64,16 @@ def parse(value, cfg: Config) -> dict:
 # ------------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _setup(cfg: Config, entry: dict, classes, root):
-    """(population, pair A -> B, g fitted on it, features on the nets' training images, on the test images)."""
-    from kc.pipeline.pairs import Pair, fit_pair, pair_data, training_data
+    """(population, pair A -> B, g fitted on it, features on the nets' training images, on every test image)."""
+    from kc.pipeline.pairs import Pair, classifier_data, fit_pair
 
     pop = cfg.nets[entry["nets"]]
     a, b = pop.seed_nets[0], pop.seed_nets[1]
     pair = Pair(a, b, entry["layer"], entry["layer"], cfg.lam_for(pop.arch, pop.arch), cfg.K,
                 classes=tuple(classes) if classes is not None else None)
     g, _ = fit_pair(cfg, pair, cfg.reading, root)
-    with training_data(cfg, [pair], cfg.reading, root) as train:
-        yield pop, pair, g, train[pair.name], pair_data(cfg, pair, "test", cfg.reading, root)
+    with classifier_data(cfg, [pair], cfg.reading, root) as data:
+        yield (pop, pair, g) + data[pair.name]
 
 
 def _task_labels(cfg: Config, pop, base_labels, root) -> np.ndarray:
