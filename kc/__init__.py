@@ -10,8 +10,9 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"consistency", "similarity", "data", "models", "train", "features", "studies", "report",
-               "config", "pipeline", "paper", "io", "cli", "compare"}
+_SUBMODULES = {"consistency", "similarity", "stats", "data", "models", "archs", "train", "features", "classifiers",
+               "readings", "studies", "report", "figures", "config", "paths", "pipeline", "paper", "io", "cli", "compare",
+               "plan", "stage", "launch", "codedeps", "util"}
 _EXPORTS = {"ConsistencyNet": "consistency", "fit": "consistency", "decompose": "consistency",
             "variances": "consistency", "Decomposition": "consistency", "linear_cka": "similarity",
             "linear_predictivity": "similarity", "Comparison": "compare"}

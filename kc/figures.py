@@ -42,7 +42,10 @@ def components(npz_path: str | Path, out: Path, title: str, channel: int = -1) -
     n = len(target)
     if n == 0 or target.ndim != 4:
         return -1
-    if channel < 0 or channel >= target.shape[1]:
+    if channel >= target.shape[1]:
+        raise ValueError(f"report.channel: {channel} is beyond the {target.shape[1]} channels of the features drawn "
+                         f"in {Path(npz_path).name}; use -1 (the channel of largest variance) or 0..{target.shape[1] - 1}")
+    if channel < 0:
         channel = int(target.reshape(n, target.shape[1], -1).var(axis=(0, 2)).argmax())
     maps = [("x* (target)", target)] + [(f"x^({k})", comps[k]) for k in range(len(comps))] + [("x^Δ", residual)]
     size = images.shape[-1]

@@ -315,9 +315,10 @@ def load_checkpoint(path, map_location: str | torch.device = "cpu") -> tuple[nn.
         blob = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise FileNotFoundError(f"checkpoint {path} does not exist (run the stage that trains it)") from None
-    except Exception as exc:  # truncated, not a torch file, or unsafe content
-        raise ValueError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc}); "
-                         "it may be corrupted: delete it and rerun its stage") from None
+    except Exception as exc:  # truncated, not a torch file, or content weights_only refuses
+        # torch's own message may advise weights_only=False (unsafe on a file of unknown origin): not passed on
+        raise ValueError(f"checkpoint {path} is not a readable kc checkpoint ({type(exc).__name__}); it is damaged "
+                         "or not kc's: `dvc repro` rebuilds a pipeline output (or delete it and rerun its stage)") from None
     required = ("kc_checkpoint", "arch", "num_classes", "in_channels", "state_dict")
     if not isinstance(blob, dict) or any(k not in blob for k in required):
         raise ValueError(f"checkpoint {path} is not a kc checkpoint (needs keys {', '.join(required)})")

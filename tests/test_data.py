@@ -590,3 +590,15 @@ def test_stratified_subset():
     assert len(lucky) > 1  # which class gets the extra sample is seeded, not always the first
     np.testing.assert_array_equal(D.stratified_subset(labels, 1000), np.arange(52))
     assert len(D.stratified_subset(labels, 0)) == 0
+
+
+def test_fashion_mnist_with_bad_compressed_data_names_the_file(tmp_path):
+    import gzip
+    from kc.data.fake import write_fashion_mnist
+    root = write_fashion_mnist(tmp_path / "fm", train=6, test=3)
+    bad = next(root.glob("train-images*.gz"))
+    blob = bad.read_bytes()
+    bad.write_bytes(blob[:20] + bytes(b ^ 0xFF for b in blob[20:]))       # a valid header, then garbage
+    with pytest.raises(D.DataError, match=r"train-images-idx3-ubyte.gz"):
+        D.open_source("fashion_mnist", root, "train")[0]
+    assert gzip  # the module reads .gz with gzip: its zlib errors are DataError too

@@ -31,7 +31,8 @@ def _env(**extra):
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # `python` in stage commands
     env.update(GIT_AUTHOR_NAME="kc-test", GIT_AUTHOR_EMAIL="kc@test", GIT_COMMITTER_NAME="kc-test",
-               GIT_COMMITTER_EMAIL="kc@test", DVC_NO_ANALYTICS="1", KC_DEVICE="cpu", **extra)
+               GIT_COMMITTER_EMAIL="kc@test", DVC_NO_ANALYTICS="1", KC_DEVICE="cpu")
+    env.update(extra)
     env.pop("KC_PARAMS", None)
     return env
 
@@ -112,7 +113,7 @@ def test_report_claims_and_figures(repo, params):
     text = (repo / "report" / "README.md").read_text()
     assert "the **authors** reading" in text
     for heading in ("Stability of learning", "Table 3", "Table 4", "Diagnosis", "compression", "Born-again",
-                    "between tasks", "Over-fitting", "λ sweep", "Layer-by-layer", "Readings of the paper",
+                    "between tasks", "Over-fitting", "Sweeps of λ", "Layer-by-layer", "Readings of the paper",
                     "paper's reading and the authors' code"):
         assert heading.lower() in text.lower(), heading
     claims = json.loads((repo / "report" / "claims.json").read_text())
@@ -230,3 +231,35 @@ def test_changing_lambda_reruns_only_the_studies(repo, params):
     assert all(p["lam"] == 0.3 for p in m["pairs"].values())
     diff = dvc("metrics", "diff", "--json", cwd=repo).stdout
     assert "metrics/stability/vgg_s.json" in diff
+
+
+def _one_line(out):
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 1 and len(lines) == 1 and lines[0].startswith("kc: error: "), out.stderr[-2000:]
+    return lines[0]
+
+
+def test_bad_inputs_give_one_error_line_naming_what_is_wrong(repo):
+    stage = [sys.executable, "stages/stability.py", "vgg_s"]
+    assert "KC_DEVICE='gpu': must be auto, cpu, cuda or cuda:N" in _one_line(run(stage, repo, check=False, KC_DEVICE="gpu"))
+    import torch
+    if not torch.cuda.is_available():
+        assert "no CUDA device is available" in _one_line(run(stage, repo, check=False, KC_DEVICE="cuda"))
+    assert "'nope' is not a stability entry" in _one_line(run([*stage[:2], "nope"], repo, check=False))
+    store = repo / "data" / "features" / "vgg_s" / "vgg_s_seed0" / "conv4_3_pre" / "test.npy"
+    moments = repo / "results" / "stability" / "vgg_s" / "moments.npz"
+    ckpt = repo / "data" / "nets" / "vgg_s" / "vgg_s_seed1.pt"
+    try:
+        data = store.read_bytes()
+        store.write_bytes(data[: len(data) // 2])                       # truncated
+        line = _one_line(run(stage, repo, check=False))
+        assert str(store.relative_to(repo)) in line and "damaged" in line
+        moments.write_bytes(b"not a zip file")
+        line = _one_line(run([sys.executable, "stages/report.py"], repo, check=False))
+        assert "moments.npz: not a readable npz file" in line
+        ckpt.write_bytes(ckpt.read_bytes()[:1000])
+        line = _one_line(run([sys.executable, "stages/refinement.py", "components", "vgg_s_conv4_3"], repo, check=False))
+        assert "vgg_s_seed1.pt" in line and "weights_only=False" not in line
+    finally:
+        dvc("checkout", "--force", cwd=repo)
+    assert "up to date" in dvc("status", cwd=repo).stdout

@@ -14,6 +14,7 @@ import gzip
 import os
 import re
 import xml.etree.ElementTree as ET
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -178,7 +179,7 @@ def _idx_header(path: Path, kind: str, howto: str, data: bytes | None = None) ->
         if data is None:
             with _open_idx(path) as f:
                 data = f.read(nbytes)
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise DataError(f"malformed IDX file {path}: {e}. {howto}") from None
     if len(data) < nbytes:
         raise DataError(f"malformed IDX file {path}: truncated header. {howto}")
@@ -193,7 +194,7 @@ def _read_idx(path: Path, kind: str, howto: str) -> np.ndarray:
     try:
         with _open_idx(path) as f:
             data = f.read()
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise DataError(f"malformed IDX file {path}: {e}. {howto}") from None
     dims = _idx_header(path, kind, howto, data)
     header = 4 + 4 * len(dims)

@@ -48,7 +48,7 @@ def run(cfg: Config, name: str, root=".") -> dict:
     from kc.consistency import load
     from kc.io import atomic_dir, write_npz
     from kc.paths import Paths
-    from kc.pipeline.pairs import Pair, fit_pairs, pair_data, training_data
+    from kc.pipeline.pairs import Pair, classifier_data, fit_pairs
     from kc.pipeline.tasks import task_object
 
     pop = cfg.nets[name]
@@ -62,9 +62,8 @@ def run(cfg: Config, name: str, root=".") -> dict:
         results = fit_pairs(cfg, pairs, tmp, cfg.reading, root, stage=f"overfitting@{name}")
         first = pairs[0]
         g, _ = load(tmp / f"{first.name}.pt")
-        test = pair_data(cfg, first, "test", cfg.reading, root)
-        with training_data(cfg, [first], cfg.reading, root) as trained_on:
-            train = trained_on[first.name]
+        with classifier_data(cfg, [first], cfg.reading, root) as data:
+            train, test = data[first.name]
             correct = _classifiers(cfg, pop, layer, first, g, train, test, task, root)
         write_npz(tmp / "correct.npz", **correct)
         write_metrics(root, KEY, name, {"layer": layer, "pairs": results,
@@ -94,7 +93,10 @@ def _classifiers(cfg: Config, pop, layer: str, first, g, train, test, task, root
 def report(ctx: Context) -> StudyReport | None:
     spec = ctx.cfg.studies.get(KEY) or {}
     if not spec:
-        return None
+        return StudyReport(KEY, TITLE, "Not part of this run (it trains populations at several data sizes): its "
+                           "profile `configs/overfitting.yaml` has its own committed report, "
+                           "[profiles/overfitting](../profiles/overfitting/README.md) "
+                           "(`python scripts/run_profile.py configs/overfitting.yaml profiles/overfitting`).\n")
     points, rows = [], []
     for name, e in spec.items():
         pop = ctx.cfg.nets[name]
