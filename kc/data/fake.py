@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image
 
 from kc.data.catalog import VOC_CLASSES
+from kc.data.readers import pixel_box
 
 Colour = tuple[int, int, int]
 Box = tuple[float, float, float, float]  # PIL box: (left, top, right, bottom), 0-based, right/bottom exclusive
@@ -110,16 +111,6 @@ def class_colours(n: int) -> list[Colour]:
         r, g, b = colorsys.hsv_to_rgb(k / max(n, 1), 0.85, 0.9 if k % 2 == 0 else 0.75)
         out.append((int(round(255 * r)), int(round(255 * g)), int(round(255 * b))))
     return out
-
-
-def pixel_box(box: Box, width: int, height: int) -> tuple[int, int, int, int]:
-    """The pixels a reader crops for ``box``: rounded, clamped to the image, at least 1x1."""
-    left, top, right, bottom = (int(round(float(v))) for v in box)
-    left = min(max(left, 0), width - 1)
-    top = min(max(top, 0), height - 1)
-    right = min(max(right, left + 1), width)
-    bottom = min(max(bottom, top + 1), height)
-    return left, top, right, bottom
 
 
 def render(image: FakeImage, colours: Sequence[Colour] = ()) -> Image.Image:

@@ -91,15 +91,16 @@ class _CroppedImages(RawDataset):
         except (OSError, Image.UnidentifiedImageError, ValueError) as e:
             raise DataError(f"cannot decode image file {path} ({e}). {self._howto}") from None
         if box is not None:
-            im = im.crop(_clamp_box(box, im.width, im.height))
+            im = im.crop(pixel_box(box, im.width, im.height))
         if im.size != (self.image_size, self.image_size):
             im = im.resize((self.image_size, self.image_size), _BILINEAR)
         arr = np.asarray(im, dtype=np.uint8)
         return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))), int(self.labels[i])
 
 
-def _clamp_box(box, width: int, height: int) -> tuple[int, int, int, int]:
-    """Round a ``(left, top, right, bottom)`` box and clamp it to the image (at least 1x1)."""
+def pixel_box(box, width: int, height: int) -> tuple[int, int, int, int]:
+    """The pixels cropped for a ``(left, top, right, bottom)`` box: rounded, clamped to the image,
+    at least 1x1 (kc.data.fake draws its objects with the same function)."""
     left, top, right, bottom = (int(round(float(v))) for v in box)
     left = min(max(left, 0), width - 1)
     top = min(max(top, 0), height - 1)
