@@ -67,14 +67,6 @@ STUDY_LAYERS = {"alexnet": ("conv4", "conv5"), "vgg16": ("conv4_3", "conv5_3"), 
 READINGS = ("paper", "authors")
 
 
-def base_alias(layer: str) -> str:
-    """``conv4_3_pre`` / ``conv4_3_post`` -> ``conv4_3``; other names unchanged."""
-    for suffix in ("_pre", "_post"):
-        if layer.endswith(suffix):
-            return layer[: -len(suffix)]
-    return layer
-
-
 def tap_for(arch: str, layer: str, reading: str) -> str:
     """The explicit tap a reading uses for a layer named in params.
 

@@ -569,17 +569,19 @@ def _features(root: Section) -> dict:
 def _fit(root: Section) -> FitSpec:
     s = root.sub("fit")
     s.done(("epochs", "batch_size", "lr", "kernel_size"))
-    return FitSpec(epochs=s.int("epochs", 10, minimum=1), batch_size=s.int("batch_size", 64, minimum=1),
-                   lr=s.number("lr", 3e-3, positive=True), kernel_size=s.int("kernel_size", 3, minimum=1))
+    d = FitSpec()
+    return FitSpec(epochs=s.int("epochs", d.epochs, minimum=1), batch_size=s.int("batch_size", d.batch_size, minimum=1),
+                   lr=s.number("lr", d.lr, positive=True), kernel_size=s.int("kernel_size", d.kernel_size, minimum=1))
 
 
 def _classifier(root: Section) -> ClassifierSpec:
     s = root.sub("classifier")
     s.done(("epochs", "batch_size", "lr", "momentum", "weight_decay", "seeds"))
-    return ClassifierSpec(epochs=s.int("epochs", 10, minimum=1), batch_size=s.int("batch_size", 32, minimum=1),
-                          lr=s.number("lr", 0.01, positive=True), momentum=s.number("momentum", 0.9, minimum=0),
-                          weight_decay=s.number("weight_decay", 5e-4, minimum=0),
-                          seeds=tuple(s.ints("seeds", [0, 1, 2], minimum=0)))
+    d = ClassifierSpec()
+    return ClassifierSpec(epochs=s.int("epochs", d.epochs, minimum=1), batch_size=s.int("batch_size", d.batch_size, minimum=1),
+                          lr=s.number("lr", d.lr, positive=True), momentum=s.number("momentum", d.momentum, minimum=0),
+                          weight_decay=s.number("weight_decay", d.weight_decay, minimum=0),
+                          seeds=tuple(s.ints("seeds", list(d.seeds), minimum=0)))
 
 
 def _report(root: Section) -> dict:

@@ -11,8 +11,6 @@ reruns exactly when the data it trains on changes (adding another dataset change
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from kc.data.catalog import DataError
@@ -96,11 +94,3 @@ def net_data(cfg: Config, net: NetSpec, root=".") -> tuple:
         chosen[stratified_subset(base.labels, limit, seed=cfg.seed)] = True
         test = test.subset(np.flatnonzero(chosen[np.flatnonzero(task.task_labels(base.labels) >= 0)]))
     return task, train, test
-
-
-def check_prepared(cfg: Config, root=".") -> None:
-    """Raise a clear error when a dataset a task reads is not prepared."""
-    for name, spec in cfg.tasks.items():
-        for d in spec.datasets:
-            if not (Path(root) / "data" / "prepared" / d / "meta.json").is_file():
-                raise FileNotFoundError(f"data/prepared/{d} is missing: run `dvc repro prepare@{d}` (task {name} reads it)")

@@ -98,10 +98,6 @@ class Context:
 # ------------------------------------------------------------------------------------------------
 # Per-image moments (kc.pipeline.pairs.measure): quantities along axis 1
 # ------------------------------------------------------------------------------------------------
-def order_moments(m: np.ndarray, k: int) -> np.ndarray:
-    return m[:, k]
-
-
 def delta_moments(m: np.ndarray) -> np.ndarray:
     return m[:, -3]
 
@@ -128,6 +124,14 @@ def pair_variances(m: np.ndarray, w: np.ndarray) -> np.ndarray:
 def pair_mean(values: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Mean over pairs (last axis of ``values``, (draws, pairs)) under pair resampling weights v."""
     return (values * v).sum(axis=1) / values.shape[1]
+
+
+def accuracy_draws(c: np.ndarray):
+    """(w, v) -> (draws,) accuracy of one classifier row, correctness (seeds, images), under the
+    bootstrap's image weights w (draws, images) and seed weights v (draws, seeds)."""
+    S, N = c.shape
+    c = c.astype(np.float64)
+    return lambda w, v: (v * (c @ w.T).T).sum(axis=1) / (S * N)
 
 
 def ratio_draws(m: np.ndarray, w: np.ndarray, v: np.ndarray) -> np.ndarray:

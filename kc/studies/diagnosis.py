@@ -24,9 +24,8 @@ import numpy as np
 
 from kc import paper
 from kc.config import Config, ConfigError, population_layer, same_images
-from kc.studies.common import (Claim, Context, Figure, StudyReport, ci, combined_interval, entries, fmt, not_run,
-                               pct, table, write_metrics)
-from kc.studies.refinement import _accuracy
+from kc.studies.common import (Claim, Context, Figure, StudyReport, accuracy_draws, ci, combined_interval, entries, fmt,
+                               not_run, pct, table, write_metrics)
 
 KEY = "diagnosis"
 TITLE = "Diagnosis of a weak net by a strong one (Section 4.1)"
@@ -118,7 +117,7 @@ def run(cfg: Config, name: str, root=".") -> dict:
 
 
 def _gains(c: dict):
-    weak, blind, unrel = _accuracy(c["weak"]), _accuracy(c["weak_plus_blind_spots"]), _accuracy(c["weak_without_unreliable"])
+    weak, blind, unrel = (accuracy_draws(c[row]) for row in ("weak", "weak_plus_blind_spots", "weak_without_unreliable"))
     return lambda w, v: np.minimum(blind(w, v) - weak(w, v), unrel(w, v) - weak(w, v))
 
 

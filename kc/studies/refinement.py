@@ -25,7 +25,8 @@ import numpy as np
 
 from kc import paper, stats
 from kc.config import Config, ConfigError, Section, check_classes, class_names, population_layer
-from kc.studies.common import Claim, Context, StudyReport, ci, combined_interval, not_run, pct, table, write_metrics
+from kc.studies.common import (Claim, Context, StudyReport, accuracy_draws, ci, combined_interval, not_run, pct, table,
+                               write_metrics)
 
 KEY = "refinement"
 TITLE = "Feature refinement (Section 4.3, Tables 3 and 4)"
@@ -154,16 +155,9 @@ def run_subset(cfg: Config, name: str, root=".") -> dict:
 # ------------------------------------------------------------------------------------------------
 # Report
 # ------------------------------------------------------------------------------------------------
-def _accuracy(c: np.ndarray):
-    """(w, v) -> (draws,) accuracy of one row (seeds, images) under image and seed weights."""
-    S, N = c.shape
-    c = c.astype(np.float64)
-    return lambda w, v: (v * (c @ w.T).T).sum(axis=1) / (S * N)
-
-
 def gain(best: np.ndarray, a: np.ndarray, b: np.ndarray):
     """acc(best) - max(acc(a), acc(b)) per draw."""
-    fa, fb, fg = _accuracy(a), _accuracy(b), _accuracy(best)
+    fa, fb, fg = accuracy_draws(a), accuracy_draws(b), accuracy_draws(best)
     return lambda w, v: fg(w, v) - np.maximum(fa(w, v), fb(w, v))
 
 
